@@ -1,0 +1,30 @@
+"""dream-rl: DREAM memory for reinforcement-learning agents.
+
+The pure-PyTorch DREAM library (:class:`DREAMConfig`, :class:`DREAMCell`, :class:`DREAM`,
+:class:`DREAMStack`, :class:`DREAMState`, :class:`DREAMError`), recurrent torsos and
+Stable-Baselines3 policies built on it, and a suite of POMDP environments registered under
+``dream_rl/`` ids on import.
+"""
+
+from dream_rl.cell import DREAMCell, StepInternals
+from dream_rl.config import DREAMConfig
+from dream_rl.envs import register_envs
+from dream_rl.errors import DREAMError
+from dream_rl.model import DREAM, DREAMOutput, DREAMStack
+from dream_rl.state import DREAMState
+
+__version__ = "0.1.0"
+
+register_envs()
+
+__all__ = [
+    "DREAM",
+    "DREAMCell",
+    "DREAMConfig",
+    "DREAMError",
+    "DREAMOutput",
+    "DREAMStack",
+    "DREAMState",
+    "StepInternals",
+    "register_envs",
+]

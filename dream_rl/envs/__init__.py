@@ -1,0 +1,5 @@
+"""POMDP benchmark suite (being written: see issue 4)."""
+
+
+def register_envs() -> None:
+    """Register every suite environment under the ``dream_rl/`` namespace (idempotent)."""
