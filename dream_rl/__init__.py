@@ -11,13 +11,42 @@ from dream_rl.config import DREAMConfig
 from dream_rl.envs import register_envs
 from dream_rl.errors import DREAMError
 from dream_rl.model import DREAM, DREAMOutput, DREAMStack
+from dream_rl.sb3 import (
+    POLICIES,
+    CnnDreamPolicy,
+    CnnGruPolicy,
+    CnnLstmTorsoPolicy,
+    MlpDreamPolicy,
+    MlpGruPolicy,
+    MlpLstmTorsoPolicy,
+    MultiInputDreamPolicy,
+    MultiInputGruPolicy,
+    MultiInputLstmTorsoPolicy,
+    TorsoInternalsCallback,
+)
 from dream_rl.state import DREAMState
+from dream_rl.torsos import DreamTorso, GruTorso, LstmTorso, RecurrentTorso
 
 __version__ = "0.1.0"
 
 register_envs()
 
 __all__ = [
+    "POLICIES",
+    "CnnDreamPolicy",
+    "CnnGruPolicy",
+    "CnnLstmTorsoPolicy",
+    "DreamTorso",
+    "GruTorso",
+    "LstmTorso",
+    "MlpDreamPolicy",
+    "MlpGruPolicy",
+    "MlpLstmTorsoPolicy",
+    "MultiInputDreamPolicy",
+    "MultiInputGruPolicy",
+    "MultiInputLstmTorsoPolicy",
+    "RecurrentTorso",
+    "TorsoInternalsCallback",
     "DREAM",
     "DREAMCell",
     "DREAMConfig",

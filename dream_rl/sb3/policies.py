@@ -1,0 +1,287 @@
+"""Recurrent actor-critic policies for sb3-contrib's RecurrentPPO, with any torso as memory.
+
+``RecurrentPPO`` is used as it ships. It allocates states as if the policy held an ``nn.LSTM``:
+a pair ``(h, c)`` of shape ``(lstm.num_layers, n_envs, lstm.hidden_size)`` per network, zeros at
+the start. :class:`PackedStateTorso` presents a torso that way: its flat state (zeros = initial
+state) is split across ``h`` and ``c`` of one "layer", so the rollout buffer stores it at no
+extra cost and RecurrentPPO's zero-initialisation and resets are exact.
+
+The policies keep the stock constructor arguments with their stock meaning (``lstm_hidden_size``:
+units per layer, ``n_lstm_layers``, ``shared_lstm``, ``enable_critic_lstm``, ``lstm_kwargs``:
+extra arguments of the recurrent layers) and add ``dream_kwargs`` for DREAM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from dream_rl.errors import DREAMError
+from dream_rl.torsos import DreamTorso, GruTorso, LstmTorso, RecurrentTorso
+
+__all__ = [
+    "PackedStateTorso",
+    "RecurrentTorsoPolicy",
+    "MlpDreamPolicy",
+    "CnnDreamPolicy",
+    "MultiInputDreamPolicy",
+    "MlpGruPolicy",
+    "CnnGruPolicy",
+    "MultiInputGruPolicy",
+    "MlpLstmTorsoPolicy",
+    "CnnLstmTorsoPolicy",
+    "MultiInputLstmTorsoPolicy",
+    "POLICIES",
+]
+
+LstmStates = tuple[th.Tensor, th.Tensor]
+
+
+class PackedStateTorso(nn.Module):
+    """A torso seen by RecurrentPPO as a one-layer LSTM whose ``(h, c)`` hold its flat state.
+
+    ``hidden_size`` is half the flat state size (rounded up; an odd size pads one zero).
+    """
+
+    num_layers = 1
+
+    def __init__(self, torso: RecurrentTorso) -> None:
+        super().__init__()
+        self.torso = torso
+        self.input_size = torso.input_size
+        self.hidden_size = math.ceil(torso.state_size / 2)
+
+    def forward(self, features: th.Tensor, states: LstmStates, episode_starts: th.Tensor) -> tuple[th.Tensor, LstmStates]:
+        """features (T, B, F), states ``(h, c)`` each (1, B, hidden_size), episode_starts (T, B)."""
+        flat = th.cat([states[0][0], states[1][0]], dim=1)[:, : self.torso.state_size]  # (B, P)
+        out, flat = self.torso(features, flat, episode_starts)
+        if flat.shape[1] % 2:
+            flat = nn.functional.pad(flat, (0, 1))
+        h, c = flat.unsqueeze(0).chunk(2, dim=2)
+        return out, (h, c)
+
+
+class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
+    """RecurrentPPO policy whose actor (and critic) memory is a :class:`RecurrentTorso`.
+
+    Subclasses implement :meth:`make_torso`. Arguments are those of sb3-contrib's
+    ``RecurrentActorCriticPolicy``, with the same meaning; ``features_extractor_class`` defaults
+    to the class attribute ``default_features_extractor`` (Flatten, NatureCNN or Combined).
+    """
+
+    default_features_extractor: type[BaseFeaturesExtractor] = FlattenExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        lstm_hidden_size: int = 256,
+        n_lstm_layers: int = 1,
+        shared_lstm: bool = False,
+        enable_critic_lstm: bool = True,
+        lstm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        # The stock __init__ builds nn.LSTMs (and fails on numpy-integer feature sizes), so the
+        # recurrent part is built here and only ActorCriticPolicy's __init__ is reused.
+        self.lstm_output_dim = int(lstm_hidden_size)  # read by _build_mlp_extractor
+        ActorCriticPolicy.__init__(
+            self,
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            ortho_init,
+            use_sde,
+            log_std_init,
+            full_std,
+            use_expln,
+            squash_output,
+            features_extractor_class or self.default_features_extractor,
+            features_extractor_kwargs,
+            share_features_extractor,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+        )
+        self.lstm_hidden_size = int(lstm_hidden_size)
+        self.n_lstm_layers = int(n_lstm_layers)
+        self.lstm_kwargs = dict(lstm_kwargs or {})
+        self.shared_lstm = shared_lstm
+        self.enable_critic_lstm = enable_critic_lstm
+        # same checks (and exception type) as the stock policy
+        assert not (shared_lstm and enable_critic_lstm), (
+            "You must choose between shared LSTM, seperate or no LSTM for the critic."
+        )
+        assert not (shared_lstm and not self.share_features_extractor), (
+            "If the features extractor is not shared, the LSTM cannot be shared."
+        )
+        if self.lstm_hidden_size < 1 or self.n_lstm_layers < 1:
+            raise DREAMError(
+                f"lstm_hidden_size and n_lstm_layers must be >= 1, got {lstm_hidden_size} and {n_lstm_layers}"
+            )
+
+        features_dim = int(self.features_dim)
+        self.lstm_actor = PackedStateTorso(self.make_torso(features_dim))
+        self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)  # what predict(state=None) allocates
+        self.critic = None
+        self.lstm_critic = None
+        if not (shared_lstm or enable_critic_lstm):
+            # no critic memory: still map the features to the torso's output width
+            self.critic = nn.Linear(features_dim, self.lstm_output_dim)
+        if enable_critic_lstm:
+            self.lstm_critic = PackedStateTorso(self.make_torso(features_dim))
+        # the optimizer built by ActorCriticPolicy does not know the torsos: rebuild it
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def make_torso(self, input_size: int) -> RecurrentTorso:
+        raise NotImplementedError
+
+    @property
+    def torsos(self) -> list[RecurrentTorso]:
+        """The actor's torso, and the critic's when it has one."""
+        return [m.torso for m in (self.lstm_actor, self.lstm_critic) if m is not None]
+
+    def _process_sequence(  # type: ignore[override]
+        self,
+        features: th.Tensor,
+        lstm_states: LstmStates,
+        episode_starts: th.Tensor,
+        lstm: PackedStateTorso,
+    ) -> tuple[th.Tensor, LstmStates]:
+        """features (n_seq·T, F) in sequence-major order, as RecurrentPPO passes them.
+
+        Inside a training sequence episodes start only at position 0 (the buffer splits
+        sequences there), so each sequence runs in one torso call after one reset.
+        """
+        n_seq = lstm_states[0].shape[1]
+        features = features.reshape(n_seq, -1, lstm.input_size).transpose(0, 1)  # (T, n_seq, F)
+        episode_starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)  # (T, n_seq)
+        out, lstm_states = lstm(features, lstm_states, episode_starts)
+        return out.transpose(0, 1).reshape(-1, out.shape[2]), lstm_states  # (n_seq·T, H)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            lstm_hidden_size=self.lstm_hidden_size,
+            n_lstm_layers=self.n_lstm_layers,
+            shared_lstm=self.shared_lstm,
+            enable_critic_lstm=self.enable_critic_lstm,
+            lstm_kwargs=self.lstm_kwargs,
+        )
+        return data
+
+
+class MlpDreamPolicy(RecurrentTorsoPolicy):
+    """RecurrentPPO policy with DREAM memory (drop-in for ``MlpLstmPolicy``).
+
+    Extra argument ``dream_kwargs``: any :class:`~dream_rl.DREAMConfig` field except ``input_dim``
+    (the features width) and ``hidden_dim`` (``lstm_hidden_size``). ``lstm_kwargs`` accepts
+    ``dropout`` (between stacked cells), as ``nn.LSTM`` does.
+    """
+
+    def __init__(self, *args: Any, dream_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self.dream_kwargs = dict(dream_kwargs or {})
+        super().__init__(*args, **kwargs)
+
+    def make_torso(self, input_size: int) -> RecurrentTorso:
+        unknown = sorted(set(self.lstm_kwargs) - {"dropout"})
+        if unknown:
+            raise DREAMError(
+                f"lstm_kwargs {unknown} not supported by DREAM: only 'dropout' applies; "
+                "DREAM's own settings go in dream_kwargs"
+            )
+        return DreamTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs, **self.dream_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "dream_kwargs": self.dream_kwargs}
+
+
+class MlpGruPolicy(RecurrentTorsoPolicy):
+    """RecurrentPPO policy with GRU memory. ``lstm_kwargs`` go to ``nn.GRU``."""
+
+    def make_torso(self, input_size: int) -> RecurrentTorso:
+        return GruTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs)
+
+
+class MlpLstmTorsoPolicy(RecurrentTorsoPolicy):
+    """The LSTM through the same torso adapter as DREAM and GRU (one fused ``nn.LSTM`` call per
+    training sequence), for comparisons where only the memory differs. ``lstm_kwargs`` go to
+    ``nn.LSTM``. sb3-contrib's ``MlpLstmPolicy`` computes the same function."""
+
+    def make_torso(self, input_size: int) -> RecurrentTorso:
+        return LstmTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs)
+
+
+class CnnDreamPolicy(MlpDreamPolicy):
+    """DREAM policy for image observations (NatureCNN features)."""
+
+    default_features_extractor = NatureCNN
+
+
+class MultiInputDreamPolicy(MlpDreamPolicy):
+    """DREAM policy for Dict observations."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class CnnGruPolicy(MlpGruPolicy):
+    """GRU policy for image observations (NatureCNN features)."""
+
+    default_features_extractor = NatureCNN
+
+
+class MultiInputGruPolicy(MlpGruPolicy):
+    """GRU policy for Dict observations."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class CnnLstmTorsoPolicy(MlpLstmTorsoPolicy):
+    """Torso-adapter LSTM policy for image observations (NatureCNN features)."""
+
+    default_features_extractor = NatureCNN
+
+
+class MultiInputLstmTorsoPolicy(MlpLstmTorsoPolicy):
+    """Torso-adapter LSTM policy for Dict observations."""
+
+    default_features_extractor = CombinedExtractor
+
+
+POLICIES: dict[str, type[RecurrentTorsoPolicy]] = {
+    cls.__name__: cls
+    for cls in (
+        MlpDreamPolicy, CnnDreamPolicy, MultiInputDreamPolicy,
+        MlpGruPolicy, CnnGruPolicy, MultiInputGruPolicy,
+        MlpLstmTorsoPolicy, CnnLstmTorsoPolicy, MultiInputLstmTorsoPolicy,
+    )
+}
