@@ -1,0 +1,42 @@
+"""Learning: DREAM memory solves a cue-recall task that a feed-forward policy cannot."""
+
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from dream_rl import MlpDreamPolicy
+
+# T-maze: the cue is shown once, at step 0; the decision comes 5 steps later. Reward +1 for the
+# cued arm, -1 for the other, so any memoryless policy scores 0 in expectation.
+TASK = dict(env_id="dream_rl/TMaze-v0", n_envs=8, env_kwargs=dict(corridor_length=5))
+PPO_KWARGS = dict(n_steps=32, batch_size=64, n_epochs=4, learning_rate=1e-3, gamma=0.9, ent_coef=0.01, seed=0)
+BUDGET = 6144  # DREAM reaches 1.0 by ~2k steps on seeds 0-2; 3x margin
+EPISODES = 200
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_dream_policy_recalls_the_cue():
+    env = make_vec_env(**TASK, seed=0)
+    model = RecurrentPPO(MlpDreamPolicy, env, policy_kwargs=dict(lstm_hidden_size=32), **PPO_KWARGS)
+    model.learn(BUDGET)
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
+    assert mean_return >= 0.9
+
+
+def test_feed_forward_policy_cannot():
+    env = make_vec_env(**TASK, seed=0)
+    model = PPO("MlpPolicy", env, **PPO_KWARGS)
+    model.learn(BUDGET)
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
+    # expectation 0, standard error of the mean 1/sqrt(200) ~ 0.07
+    assert abs(mean_return) < 0.3
