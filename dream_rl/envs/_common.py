@@ -1,0 +1,72 @@
+"""Shared by the suite's own envs: constructor-argument checks (one clear ``ValueError`` per bad
+argument) and a minimal ``rgb_array`` picture of the observation."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from gymnasium import spaces
+
+
+def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``, else raise ``ValueError``."""
+    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    # bool is an int subclass, but `corridor_length=True` is surely a mistake.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a ``float`` if it is a finite number in the given interval, else raise ``ValueError``."""
+    interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if ok:
+        v = float(value)
+        ok = (v >= low if low_inclusive else v > low) and (v <= high if high_inclusive else v < high)
+    if not ok:
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+RENDER_MODES = ["rgb_array"]
+
+
+def check_render_mode(render_mode: object) -> str | None:
+    """The suite's own envs render only ``rgb_array`` pictures (Stable-Baselines3 asks for that mode
+    when it builds an env from its id, so it is worth supporting)."""
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+    return render_mode
+
+
+def observation_picture(observation: np.ndarray, space: spaces.Box, height: int = 64) -> np.ndarray:
+    """An RGB image of a 1-D observation, one vertical bar per entry scaled to the space's bounds.
+
+    A debugging and video aid, not a rendering of the task's world. Unbounded entries are drawn on
+    a [-1, 1] scale and clipped.
+    """
+    bar = 16  # pixels per entry
+    low = np.where(np.isfinite(space.low), space.low, -1.0)
+    high = np.where(np.isfinite(space.high), space.high, 1.0)
+    fraction = np.clip((np.asarray(observation, dtype=np.float64) - low) / np.maximum(high - low, 1e-8), 0.0, 1.0)
+    image = np.full((height, bar * fraction.size, 3), 255, dtype=np.uint8)
+    for i, f in enumerate(fraction):
+        top = height - 1 - int(round(f * (height - 1)))
+        image[top:, i * bar + 2 : (i + 1) * bar - 2] = (40, 90, 200)
+    return image

@@ -1,0 +1,91 @@
+"""Count Recall: for each symbol shown, say how many times it was shown before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+
+__all__ = ["CountRecallEnv", "scripted_action"]
+
+
+class CountRecallEnv(gym.Env[np.ndarray, np.int64]):
+    """Output how many times the current symbol appeared earlier in the episode.
+
+    Each step shows a symbol drawn uniformly from ``n_symbols``. The memory has to keep one
+    counter per symbol and recall the right one on demand: a test of accumulating, not just
+    storing, information.
+
+    Observation: ``Box(0, 1, (n_symbols,), float32)``: one-hot of the current symbol.
+
+    Action: ``Discrete(length)``: the number of earlier steps that showed the current symbol
+    (0 .. length - 1; the current step is not counted).
+
+    Reward: ``1 / length`` for each correct count, else 0, so returns lie in [0, 1].
+
+    Episode end: terminates after ``length`` steps.
+
+    Parameters:
+        n_symbols: alphabet size, an integer >= 1 (default 4).
+        length: steps per episode, an integer >= 2 (default 16).
+        render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+
+    Returns:
+        random policy: ``1 / length`` (0.0625 by default), exact: the correct count is always one
+            of the ``length`` actions and a uniform guess hits it with that probability.
+        optimal: 1.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
+
+    def __init__(self, n_symbols: int = 4, length: int = 16, render_mode: str | None = None) -> None:
+        self.n_symbols = check_int("n_symbols", n_symbols, minimum=1)
+        self.length = check_int("length", length, minimum=2)
+        self.render_mode = check_render_mode(render_mode)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_symbols,), dtype=np.float32)
+        self.action_space = spaces.Discrete(self.length)
+        # Hidden state, public for scripted oracles and tests.
+        self.counts = np.zeros(self.n_symbols, dtype=np.int64)  # occurrences before this step
+        self.symbol = 0
+        self.t = 0
+        self._last_obs = np.zeros(self.n_symbols, dtype=np.float32)
+
+    def _show_new_symbol(self) -> np.ndarray:
+        self.symbol = int(self.np_random.integers(self.n_symbols))
+        obs = np.zeros(self.n_symbols, dtype=np.float32)
+        obs[self.symbol] = 1.0
+        self._last_obs = obs
+        return obs
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t = 0
+        self.counts[:] = 0
+        return self._show_new_symbol(), {}
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be in [0, {self.length - 1}], got {action!r}")
+        reward = 1.0 / self.length if int(action) == self.counts[self.symbol] else 0.0
+        self.counts[self.symbol] += 1
+        self.t += 1
+        terminated = self.t >= self.length
+        return self._show_new_symbol(), reward, terminated, False, {}
+
+    def render(self) -> np.ndarray | None:
+        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
+        if self.render_mode != "rgb_array":
+            return None
+        return observation_picture(self._last_obs, self.observation_space)
+
+
+def scripted_action(env: gym.Env) -> int:
+    """Optimal action: the hidden count of the current symbol."""
+    inner = env.unwrapped
+    return int(inner.counts[inner.symbol])
