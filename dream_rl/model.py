@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -70,6 +71,7 @@ class DREAM(nn.Module):
             raise DREAMError(f"lengths must be integers in [1, {T}] (the padded length), got {lengths.tolist()}")
         if state is None:
             state = self.init_state(B, x.device, x.dtype)
+        self.cell._check_input(x, state, "x", 3)  # a batch-1 state would otherwise broadcast silently
         outputs = []
         for t, x_t in enumerate(x.unbind(1)):
             active = lengths > t  # (B,)
@@ -101,8 +103,8 @@ class DREAMStack(nn.Module):
         super().__init__()
         if not isinstance(hidden_dims, (list, tuple)) or len(hidden_dims) == 0:
             raise DREAMError(f"hidden_dims must be a non-empty list of layer sizes, got {hidden_dims!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise DREAMError(f"dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+            raise DREAMError(f"dropout must be a number in [0, 1), got {dropout!r}")
         in_dims = [input_dim, *hidden_dims[:-1]]
         self.layers = nn.ModuleList(
             DREAM(i, h, rank, **kwargs) for i, h in zip(in_dims, hidden_dims)
@@ -132,8 +134,9 @@ class DREAMStack(nn.Module):
         """``x``: (B, T, input_dim) → (B, T, hidden_dims[-1]) and the list of final layer states."""
         if state is None:
             state = [None] * len(self.layers)  # type: ignore[list-item]
-        elif len(state) != len(self.layers):
-            raise DREAMError(f"state must be a list of {len(self.layers)} DREAMState (one per layer), got {len(state)}")
+        elif not isinstance(state, (list, tuple)) or len(state) != len(self.layers):
+            got = len(state) if isinstance(state, (list, tuple)) else type(state).__name__
+            raise DREAMError(f"state must be a list of {len(self.layers)} DREAMState (one per layer), got {got}")
         final_states = []
         for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
             if index > 0:

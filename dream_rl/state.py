@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -54,8 +55,10 @@ class DREAMState:
     ) -> DREAMState:
         """The initial state: ``h = U = U_target = 0``, ``adaptive_tau = base_threshold``,
         ``error_mean = 0``, ``error_var = 1``, ``avg_surprise = 0``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        # numbers.Integral admits numpy integers (e.g. a vec-env's num_envs), as DREAMConfig does
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise DREAMError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = int(batch_size)
         dtype = dtype or torch.get_default_dtype()
         B, H, r, I = batch_size, config.hidden_dim, config.rank, config.input_dim
         kw: dict[str, Any] = dict(device=device, dtype=dtype)
@@ -116,6 +119,14 @@ class DREAMState:
     def to_flat(self, config: DREAMConfig) -> Tensor:
         """Encode as a (B, flat_size) tensor that is all zeros exactly at the initial state."""
         B = self.batch_size
+        H, r, I = config.hidden_dim, config.rank, config.input_dim
+        expected = {"h": (B, H), "U": (B, H, r), "U_target": (B, H, r), "adaptive_tau": (B,),
+                    "error_mean": (B, I), "error_var": (B, I), "avg_surprise": (B,)}
+        if self.shape() != expected:  # a state from another config would be silently mis-packed
+            raise DREAMError(
+                f"state shapes {self.shape()} do not match input_dim={config.input_dim}, "
+                f"hidden_dim={config.hidden_dim}, rank={config.rank} (batch {B})"
+            )
         return torch.cat(
             [
                 self.h,
