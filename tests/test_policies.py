@@ -226,9 +226,15 @@ def test_constructor_parameters_round_trip():
     policy = small_model(policy_kwargs=dict(lstm_hidden_size=6, n_lstm_layers=2, dream_kwargs=dict(rank=3, ltc_enabled=False))).policy
     params = policy._get_constructor_parameters()
     assert params["lstm_hidden_size"] == 6 and params["n_lstm_layers"] == 2
-    assert params["dream_kwargs"] == dict(rank=3, ltc_enabled=False)
+    assert params["dream_kwargs"] == dict(time_step=1.0, rank=3, ltc_enabled=False)
     assert len(policy.lstm_actor.torso.cells) == 2
     assert policy.lstm_actor.torso.config.ltc_enabled is False
+
+
+def test_rl_default_time_step_is_overridable():
+    assert small_model().policy.lstm_actor.torso.config.time_step == 1.0
+    policy = small_model(policy_kwargs=dict(lstm_hidden_size=8, dream_kwargs=dict(time_step=0.1))).policy
+    assert policy.lstm_actor.torso.config.time_step == 0.1
 
 
 def test_bad_dream_kwargs_fail_at_construction_with_a_clear_message():

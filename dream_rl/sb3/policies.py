@@ -200,16 +200,25 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
         return data
 
 
+# DREAM settings the policies use unless dream_kwargs says otherwise. One env step is one unit of
+# time: with the reference dt = 0.1 (and tau_sys = 10) a step writes only ~1% of a new input into h,
+# and on RepeatFirst (20k steps, 3 seeds) the final return was 0.50 with dt = 0.1 against 0.89-0.95
+# with dt = 1.
+RL_DREAM_DEFAULTS: dict[str, Any] = {"time_step": 1.0}
+
+
 class MlpDreamPolicy(RecurrentTorsoPolicy):
     """RecurrentPPO policy with DREAM memory (drop-in for ``MlpLstmPolicy``).
 
     Extra argument ``dream_kwargs``: any :class:`~dream_rl.DREAMConfig` field except ``input_dim``
-    (the features width) and ``hidden_dim`` (``lstm_hidden_size``). ``lstm_kwargs`` accepts
-    ``dropout`` (between stacked cells), as ``nn.LSTM`` does.
+    (the features width) and ``hidden_dim`` (``lstm_hidden_size``), on top of
+    :data:`RL_DREAM_DEFAULTS` (``time_step=1.0``: one env step is one unit of time); ``rank``
+    defaults to ``min(16, lstm_hidden_size)``. ``lstm_kwargs`` accepts ``dropout`` (between stacked
+    cells), as ``nn.LSTM`` does.
     """
 
     def __init__(self, *args: Any, dream_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self.dream_kwargs = dict(dream_kwargs or {})
+        self.dream_kwargs = {**RL_DREAM_DEFAULTS, **(dream_kwargs or {})}
         super().__init__(*args, **kwargs)
 
     def make_torso(self, input_size: int) -> RecurrentTorso:
