@@ -367,6 +367,19 @@ def test_interrupt_saves_a_checkpoint_and_train_resumes(tmp_path, monkeypatch):
     assert main(["train", str(write_config(tmp_path, raw))]) == 130
 
 
+def test_corrupt_checkpoint_is_a_clear_error_and_kept(tmp_path):
+    raw = base_config(tmp_path)
+    raw["train"].update(total_timesteps=640, eval_every=256, checkpoint_every=256)
+    config = validate_config(raw)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_run(config, "gru", 0, extra_callbacks=[InterruptAt(300)], log=lambda line: None)
+    checkpoint = info.value.checkpoint
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(ConfigError, match=r"rl_model_300_steps\.zip is unreadable.*--fresh"):
+        train_run(config, "gru", 0, log=lambda line: None)
+    assert checkpoint.exists(), "nothing is deleted behind the user's back"
+
+
 def test_changed_setup_is_refused(tmp_path):
     config = validate_config(base_config(tmp_path))
     run_dir = config.run_dir("lstm", 0)

@@ -435,7 +435,15 @@ def train_run(
         log(f"[{name}] training {config.policies[label].policy} for {train.total_timesteps} steps")
     else:
         path, resume_steps = start_from
-        model = RecurrentPPO.load(path, env=env, device=config.algo.get("device", "cpu"))
+        try:
+            model = RecurrentPPO.load(path, env=env, device=config.algo.get("device", "cpu"))
+        except Exception as error:  # a truncated or foreign zip: say which file and how to go on
+            env.close()
+            eval_env.close()
+            raise ConfigError(
+                f"cannot resume {name}: checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
+                "delete it to resume from the previous checkpoint, or pass --fresh to start over"
+            ) from error
         model.set_random_seed(seed + resume_steps)  # load() re-seeded everything with `seed`
         model._last_obs = None  # the envs are new: make learn() reset them  # noqa: SLF001
         _truncate_eval_record(run_dir / "eval.csv", resume_steps)
