@@ -209,8 +209,22 @@ class DREAMCell(nn.Module):
         outputs, state = self.run_time_major(x_seq.transpose(0, 1), state)  # (T, B, H)
         return (outputs.transpose(0, 1) if return_all else outputs[-1]), state
 
+    #: Sequence implementation used by :meth:`run_time_major`: ``None`` follows the process-wide
+    #: default (:func:`dream_rl.fast_sequence.set_backend`, ``"auto"`` unless changed), or one of
+    #: ``"auto"``, ``"native"``, ``"torch"``, ``"reference"`` for this cell.
+    sequence_backend: str | None = None
+
     def run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
-        """Unchecked sequence kernel: ``x_tbi`` (T, B, I) → outputs (T, B, H), final state."""
+        """Unchecked sequence kernel: ``x_tbi`` (T, B, I) → outputs (T, B, H), final state.
+
+        Runs the fast whole-sequence path of :mod:`dream_rl.fast_sequence` (same values and
+        gradients as :meth:`reference_run_time_major`, tested to float64 precision)."""
+        from dream_rl.fast_sequence import run_sequence
+
+        return run_sequence(self, x_tbi, state, self.sequence_backend)
+
+    def reference_run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
+        """The reference sequence loop: :meth:`step` once per time step, under autograd."""
         outputs = []
         for x_t in x_tbi:
             h, state, _ = self.step(x_t, state)

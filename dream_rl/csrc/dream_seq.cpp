@@ -1,0 +1,646 @@
+// Whole-sequence DREAM kernels (forward and hand-written backward), CPU, float32 and float64.
+//
+// The same algorithm as the pure-PyTorch kernel in dream_rl/fast_sequence.py (_TorchKernel), which
+// is the readable version; DREAMCell.step (dream_rl/cell.py) is the reference both are tested
+// against. Compiled on first use by dream_rl/_native.py and called through ctypes: no Python or
+// torch headers, every tensor is a contiguous buffer owned by the caller.
+//
+// Layouts (row-major, contiguous): x (T,B,I), Bm = weight_in (H,I), b (H),
+// R (H,H), C (I,H), W (H,I), V (I,r), state U and U_target (B,H,r), scalars (T,B,NSC).
+// Inside the kernels the fast weights are kept transposed, (B,r,H), so that every loop over them
+// runs along H (long, contiguous, vectorised) rather than along r (short); the saved U' is
+// (T,B,r,H) too.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr double kEps = 1e-6;
+constexpr double kTauMin = 0.01, kTauMax = 100.0;
+constexpr int NSC = 7;  // S, z, entropy (unclamped), |U'|^2, c, sleep mask, adaptive_tau before the step
+constexpr int SC_S = 0, SC_Z = 1, SC_ENT = 2, SC_NSQ = 3, SC_C = 4, SC_M = 5, SC_AT = 6;
+
+struct Config {
+  double dt, lam, alpha, gamma, beta, beta_s, target_norm, kappa, zeta, min_sleep, log_2pi_e;
+};
+
+// Explicit SIMD through GCC/Clang vector extensions: 32 bytes (8 floats / 4 doubles), portable
+// (lowered to two 16-byte operations on machines without AVX).
+template <typename T>
+struct Simd {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int lanes = 32 / sizeof(T);
+};
+template <typename V, typename T>
+inline V loadu(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V, typename T>
+inline void storeu(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+template <typename T>
+constexpr int64_t col_block() { return 2 * Simd<T>::lanes; }  // 16 floats / 8 doubles
+
+// out (M, Np) = A (M, K) @ W (K, Np), Np a multiple of col_block. Register-blocked micro-kernel:
+// MR rows x two vectors of columns, accumulated over K in registers.
+template <typename T, int MR>
+inline void mm_block(const T* __restrict A, int64_t K, const T* __restrict W, int64_t Np, T* __restrict out) {
+  using V = typename Simd<T>::type;
+  constexpr int L = Simd<T>::lanes;
+  V acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V{};
+  for (int64_t k = 0; k < K; ++k) {
+    const V w0 = loadu<V>(W + k * Np), w1 = loadu<V>(W + k * Np + L);
+    for (int i = 0; i < MR; ++i) {
+      const V a = V{} + A[i * K + k];
+      acc[i][0] += a * w0;
+      acc[i][1] += a * w1;
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    storeu(out + i * Np, acc[i][0]);
+    storeu(out + i * Np + L, acc[i][1]);
+  }
+}
+
+template <typename T>
+void matmul(const T* A, int64_t M, int64_t K, const T* W, int64_t Np, T* out) {
+  constexpr int64_t NR = col_block<T>();
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4)
+    for (int64_t n = 0; n < Np; n += NR) mm_block<T, 4>(A + i * K, K, W + n, Np, out + i * Np + n);
+  for (; i + 2 <= M; i += 2)
+    for (int64_t n = 0; n < Np; n += NR) mm_block<T, 2>(A + i * K, K, W + n, Np, out + i * Np + n);
+  for (; i < M; ++i)
+    for (int64_t n = 0; n < Np; n += NR) mm_block<T, 1>(A + i * K, K, W + n, Np, out + i * Np + n);
+}
+
+template <typename T>
+int64_t padded(int64_t n) {
+  const int64_t nr = col_block<T>();
+  return (n + nr - 1) / nr * nr;
+}
+
+inline double clamp(double v, double lo, double hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// tanh over an array. float: a branch-free, vectorisable evaluation (odd Taylor polynomial for
+// |x| < 0.25, else 1 - 2 / (exp(2|x|) + 1) with exp by range reduction to [-ln2/2, ln2/2] and a
+// degree-7 Taylor polynomial), within a few float ulps of std::tanh; double: std::tanh.
+inline void tanh_array(const float* __restrict in, float* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const float x = in[j];
+    const float ax = std::fabs(x);
+    const float x2 = x * x;
+    const float small =
+        x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f + x2 * (62.0f / 2835.0f)))));
+    const float y2 = 2.0f * ax;
+    const float y = y2 < 80.0f ? y2 : 80.0f;  // exp(80) is finite in float, tanh(40) == 1; NaN → 80
+    const float kf = std::floor(y * 1.44269504088896341f + 0.5f);
+    const float f = (y - kf * 0.693145751953125f) - kf * 1.42860682030941723e-6f;
+    const float p =
+        1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6.0f + f * (1.0f / 24.0f + f * (1.0f / 120.0f + f * (1.0f / 720.0f + f * (1.0f / 5040.0f)))))));
+    const int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;
+    float two_k;
+    std::memcpy(&two_k, &bits, sizeof(float));
+    const float large = 1.0f - 2.0f / (p * two_k + 1.0f);
+    const float v = ax < 0.25f ? small : std::copysign(large, x);
+    out[j] = x == x ? v : x;  // NaN stays NaN
+  }
+}
+inline void tanh_array(const double* __restrict in, double* __restrict out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::tanh(in[j]);
+}
+
+// transpose per sample: (B, n1, n2) -> (B, n2, n1)
+template <typename T>
+void transpose_batch(const T* in, T* out, int64_t B, int64_t n1, int64_t n2) {
+  for (int64_t b = 0; b < B; ++b) {
+    const T* src = in + b * n1 * n2;
+    T* dst = out + b * n1 * n2;
+    for (int64_t i = 0; i < n1; ++i)
+      for (int64_t j = 0; j < n2; ++j) dst[j * n1 + i] = src[i * n2 + j];
+  }
+}
+
+// ------------------------------------------------------------------------------------------ forward
+// p: 0 x, 1 weight_in (H,I), 2 bias (H), 3 R, 4 C, 5 W, 6 V, 7 eta, 8 log_tau_sys, 9 log_surprise_scale,
+//    10..16 initial state (h, U, U_target, adaptive_tau, error_mean, error_var, avg_surprise),
+//    17 out (T,B,H), 18..23 final state (U, U_target, adaptive_tau, error_mean, error_var, avg_surprise),
+//    24..30 saved (h_prev, U' (T,B,r,H), e, h_target, em_prev, ev_prev, scalars), null when not saving.
+template <typename T>
+void forward_impl(const int64_t* dims, const Config& k, void* const* p) {
+  const int64_t Tn = dims[0], B = dims[1], I = dims[2], H = dims[3], r = dims[4];
+  const bool save = dims[5] != 0, ltc = dims[6] != 0;
+  const T* x = static_cast<const T*>(p[0]);
+  const T* Bm = static_cast<const T*>(p[1]);
+  const T* bias = static_cast<const T*>(p[2]);
+  const T* R = static_cast<const T*>(p[3]);
+  const T* C = static_cast<const T*>(p[4]);
+  const T* Wm = static_cast<const T*>(p[5]);
+  const T* V = static_cast<const T*>(p[6]);
+  const T* eta = static_cast<const T*>(p[7]);
+  const T* lts = static_cast<const T*>(p[8]);
+  const T* lss = static_cast<const T*>(p[9]);
+  const T* h0 = static_cast<const T*>(p[10]);
+  T* out = static_cast<T*>(p[17]);
+  T* at = static_cast<T*>(p[20]);
+  T* em = static_cast<T*>(p[21]);
+  T* ev = static_cast<T*>(p[22]);
+  T* avg = static_cast<T*>(p[23]);
+  T* sv_h = static_cast<T*>(p[24]);
+  T* sv_up = static_cast<T*>(p[25]);
+  T* sv_e = static_cast<T*>(p[26]);
+  T* sv_ht = static_cast<T*>(p[27]);
+  T* sv_em = static_cast<T*>(p[28]);
+  T* sv_ev = static_cast<T*>(p[29]);
+  T* sv_sc = static_cast<T*>(p[30]);
+  const int64_t Hr = H * r;
+  std::vector<T> U(B * Hr), Ut(B * Hr);  // (B, r, H)
+  transpose_batch(static_cast<const T*>(p[11]), U.data(), B, H, r);
+  transpose_batch(static_cast<const T*>(p[12]), Ut.data(), B, H, r);
+  std::memcpy(at, p[13], sizeof(T) * B);
+  std::memcpy(em, p[14], sizeof(T) * B * I);
+  std::memcpy(ev, p[15], sizeof(T) * B * I);
+  std::memcpy(avg, p[16], sizeof(T) * B);
+
+  // [R; C]ᵀ, zero-padded to Np columns: one product gives R h and C h
+  const int64_t Np = padded<T>(H + I);
+  std::vector<T> RCt(H * Np, T(0));
+  for (int64_t j = 0; j < H; ++j)
+    for (int64_t kk = 0; kk < H; ++kk) RCt[kk * Np + j] = R[j * H + kk];
+  for (int64_t i = 0; i < I; ++i)
+    for (int64_t kk = 0; kk < H; ++kk) RCt[kk * Np + H + i] = C[i * H + kk];
+  std::vector<T> Wt(I * H), Bt(I * H);  // Wᵀ, Bᵀ (I, H)
+  for (int64_t j = 0; j < H; ++j)
+    for (int64_t i = 0; i < I; ++i) {
+      Wt[i * H + j] = Wm[j * I + i];
+      Bt[i * H + j] = Bm[j * I + i];
+    }
+  const T scale = std::exp(lss[0]);
+  std::vector<T> tau_sys(H);
+  for (int64_t j = 0; j < H; ++j) tau_sys[j] = std::exp(lts[j]);
+
+  std::vector<T> mm(B * Np), scratch_up(save ? 0 : Hr), rec(r), ef(r), xf(r), e(I), drive(H), ht(H), gh(H);
+  const T dt = T(k.dt), lam = T(k.lam), one_b = T(1.0 - k.beta), bta = T(k.beta);
+  const T one_bs = T(1.0 - k.beta_s), bs = T(k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
+  const T eps = T(kEps), eps2 = T(kEps * kEps), zeta = T(k.zeta);
+
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T* hprev = t == 0 ? h0 : out + (t - 1) * B * H;
+    matmul<T>(hprev, B, H, RCt.data(), Np, mm.data());
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      const T* __restrict h = hprev + b * H;
+      T* __restrict Ub = U.data() + b * Hr;
+      T* __restrict Utb = Ut.data() + b * Hr;
+      T* emb = em + b * I;
+      T* evb = ev + b * I;
+      const T* xt = x + tb * I;
+      const T* hR = mm.data() + b * Np;
+      const T* hC = hR + H;
+      T* __restrict Up = save ? sv_up + tb * Hr : scratch_up.data();
+      // 1. prediction: x̂ = C h + V (Uᵀ h)
+      for (int64_t q = 0; q < r; ++q) {
+        const T* u = Ub + q * H;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < H; ++j) acc += h[j] * u[j];
+        rec[q] = acc;
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        T acc = hC[i];
+        for (int64_t q = 0; q < r; ++q) acc += rec[q] * V[i * r + q];
+        e[i] = xt[i] - acc;
+      }
+      // 2. novelty; 3-5. entropy, threshold, surprise
+      T qsum = 0, vsum = 0;
+      for (int64_t i = 0; i < I; ++i) {
+        const T d = e[i] - emb[i];
+        qsum += d * d / (evb[i] + eps);
+        vsum += evb[i];
+      }
+      const T z = std::sqrt(qsum / T(I) + T(1e-12));
+      const T n = z / (T(1) + z);
+      const T ent = T(0.5) * (T(k.log_2pi_e) + std::log(vsum / T(I) + eps));
+      const T thr = at[b] * (T(1) + T(k.alpha) * T(clamp(ent, 0.0, 2.0)));
+      const T S = T(1) / (T(1) + std::exp(-(n - thr) / T(k.gamma)));
+      // 6. Hebbian write toward the target; 7. homeostasis
+      for (int64_t q = 0; q < r; ++q) {
+        T acc = 0;
+        for (int64_t i = 0; i < I; ++i) acc += e[i] * V[i * r + q];
+        ef[q] = acc;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) gh[j] = eta[j] * S * h[j];
+      T nsq_acc = 0;
+      for (int64_t q = 0; q < r; ++q) {
+        const T* u = Ub + q * H;
+        const T* ut = Utb + q * H;
+        T* up = Up + q * H;
+        const T efq = ef[q];
+#pragma omp simd reduction(+ : nsq_acc)
+        for (int64_t j = 0; j < H; ++j) {
+          const T v = u[j] + dt * (-lam * (u[j] - ut[j]) + gh[j] * efq);
+          up[j] = v;
+          nsq_acc += v * v;
+        }
+      }
+      const T nsq = nsq_acc;
+      const T norm = std::sqrt(std::max(nsq, eps2));
+      const T c = T(1) - kap * (T(1) - tn / std::max(norm, tn));
+      // 8. drive (reads U_new = c U'), h* = tanh(drive)
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) drive[j] = bias[j] + hR[j];
+      for (int64_t i = 0; i < I; ++i) {
+        const T s = S * e[i], xi = xt[i];
+        const T* w = Wt.data() + i * H;
+        const T* bt = Bt.data() + i * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) drive[j] += xi * bt[j] + s * w[j];
+      }
+      for (int64_t q = 0; q < r; ++q) {
+        T acc = 0;
+        for (int64_t i = 0; i < I; ++i) acc += xt[i] * V[i * r + q];
+        xf[q] = acc;
+      }
+      for (int64_t q = 0; q < r; ++q) {
+        const T* up = Up + q * H;
+        T* u = Ub + q * H;
+        const T xq = xf[q];
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T un = up[j] * c;
+          u[j] = un;
+          drive[j] += un * xq;
+        }
+      }
+      T* htp = save ? sv_ht + tb * H : ht.data();
+      tanh_array(drive.data(), htp, H);
+      // 9. liquid time constant
+      T* hn = out + tb * H;
+      if (ltc) {
+        const T D = T(1) + scale * S;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          T te = tau_sys[j] / D;
+          te = te < T(kTauMin) ? T(kTauMin) : (te > T(kTauMax) ? T(kTauMax) : te);
+          const T a = dt / (te + dt);
+          hn[j] = (T(1) - a) * h[j] + a * htp[j];
+        }
+      } else {
+        std::memcpy(hn, htp, sizeof(T) * H);
+      }
+      // 10. statistics
+      if (save) {
+        std::memcpy(sv_h + tb * H, h, sizeof(T) * H);
+        std::memcpy(sv_e + tb * I, e.data(), sizeof(T) * I);
+        std::memcpy(sv_em + tb * I, emb, sizeof(T) * I);
+        std::memcpy(sv_ev + tb * I, evb, sizeof(T) * I);
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        const T d = e[i] - emb[i];
+        emb[i] = one_b * emb[i] + bta * e[i];
+        evb[i] = one_b * evb[i] + bta * d * d;
+      }
+      const T at_prev = at[b];
+      at[b] = one_b * at_prev + bta * n;
+      avg[b] = one_bs * avg[b] + bs * S;
+      // 11. sleep consolidation
+      const bool asleep = avg[b] < T(k.min_sleep);
+      if (asleep) {
+#pragma omp simd
+        for (int64_t m = 0; m < Hr; ++m) Utb[m] = Utb[m] + zeta * (Ub[m] - Utb[m]);
+      }
+      if (save) {
+        T* sc = sv_sc + tb * NSC;
+        sc[SC_S] = S;
+        sc[SC_Z] = z;
+        sc[SC_ENT] = ent;
+        sc[SC_NSQ] = nsq;
+        sc[SC_C] = c;
+        sc[SC_M] = asleep ? T(1) : T(0);
+        sc[SC_AT] = at_prev;
+      }
+    }
+  }
+  transpose_batch(U.data(), static_cast<T*>(p[18]), B, r, H);
+  transpose_batch(Ut.data(), static_cast<T*>(p[19]), B, r, H);
+}
+
+// ----------------------------------------------------------------------------------------- backward
+// p: 0 x, 1 R, 2 C, 3 W, 4 V, 5 eta, 6 log_tau_sys, 7 log_surprise_scale, 8 U0 (B,H,r),
+//    9..15 saved (h_prev, U' (T,B,r,H), e, h_target, em_prev, ev_prev, scalars), 16 g_out (T,B,H),
+//    17..22 gradients w.r.t. the final state (U, U_target, adaptive_tau, error_mean, error_var,
+//           avg_surprise), 23..29 out: gradients w.r.t. the initial state (h, U, U_target, ...),
+//    30 G_D = ∂L/∂drive (T,B,H), 31 G_E = ∂L/∂x through e (T,B,I), 32 G_XF = ∂L/∂(Vᵀx) (T,B,r),
+//    33 g_eta (H), 34 g_log_tau_sys (H), 35 g_log_surprise_scale (1).
+template <typename T>
+void backward_impl(const int64_t* dims, const Config& k, void* const* p) {
+  const int64_t Tn = dims[0], B = dims[1], I = dims[2], H = dims[3], r = dims[4];
+  const bool ltc = dims[6] != 0;
+  const T* x = static_cast<const T*>(p[0]);
+  const T* R = static_cast<const T*>(p[1]);
+  const T* C = static_cast<const T*>(p[2]);
+  const T* Wm = static_cast<const T*>(p[3]);
+  const T* V = static_cast<const T*>(p[4]);
+  const T* eta = static_cast<const T*>(p[5]);
+  const T* lts = static_cast<const T*>(p[6]);
+  const T* lss = static_cast<const T*>(p[7]);
+  const T* sv_h = static_cast<const T*>(p[9]);
+  const T* sv_up = static_cast<const T*>(p[10]);
+  const T* sv_e = static_cast<const T*>(p[11]);
+  const T* sv_ht = static_cast<const T*>(p[12]);
+  const T* sv_em = static_cast<const T*>(p[13]);
+  const T* sv_ev = static_cast<const T*>(p[14]);
+  const T* sv_sc = static_cast<const T*>(p[15]);
+  const T* g_out = static_cast<const T*>(p[16]);
+  T* gh = static_cast<T*>(p[23]);
+  T* gat = static_cast<T*>(p[26]);
+  T* gem = static_cast<T*>(p[27]);
+  T* gev = static_cast<T*>(p[28]);
+  T* gas = static_cast<T*>(p[29]);
+  T* G_D = static_cast<T*>(p[30]);
+  T* G_E = static_cast<T*>(p[31]);
+  T* G_XF = static_cast<T*>(p[32]);
+  T* g_eta_out = static_cast<T*>(p[33]);
+  T* g_lts_out = static_cast<T*>(p[34]);
+  T* g_lss_out = static_cast<T*>(p[35]);
+  const int64_t Hr = H * r;
+  std::vector<T> U0(B * Hr), gU(B * Hr), gUt(B * Hr);  // (B, r, H)
+  transpose_batch(static_cast<const T*>(p[8]), U0.data(), B, H, r);
+  transpose_batch(static_cast<const T*>(p[17]), gU.data(), B, H, r);
+  transpose_batch(static_cast<const T*>(p[18]), gUt.data(), B, H, r);
+  std::memcpy(gat, p[19], sizeof(T) * B);
+  std::memcpy(gem, p[20], sizeof(T) * B * I);
+  std::memcpy(gev, p[21], sizeof(T) * B * I);
+  std::memcpy(gas, p[22], sizeof(T) * B);
+
+  // [R | W], zero-padded to Np columns: one product gives Rᵀ g and Wᵀ g
+  const int64_t Np = padded<T>(H + I);
+  std::vector<T> RW(H * Np, T(0));
+  for (int64_t j = 0; j < H; ++j) {
+    std::memcpy(RW.data() + j * Np, R + j * H, sizeof(T) * H);
+    std::memcpy(RW.data() + j * Np + H, Wm + j * I, sizeof(T) * I);
+  }
+  std::vector<T> tau_sys(H);
+  for (int64_t j = 0; j < H; ++j) tau_sys[j] = std::exp(lts[j]);
+  const T scale = std::exp(lss[0]);
+  std::vector<T> acc_eta(H, T(0)), acc_lts(H, T(0));
+  double acc_lss = 0.0;
+  std::fill(gh, gh + B * H, T(0));
+
+  std::vector<T> mm(B * Np), gS_ltc(B), ef(r), xf(r), gef(r), grec(r), ge(I), gd_(I), g_gh(H), ghv(H);
+  const T dt = T(k.dt), lam = T(k.lam), bta = T(k.beta), one_b = T(1.0 - k.beta);
+  const T bs = T(k.beta_s), one_bs = T(1.0 - k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
+  const T eps = T(kEps), eps2 = T(kEps * kEps), gamma = T(k.gamma), alpha = T(k.alpha);
+  const T one_dl = T(1) - dt * lam, dl = dt * lam;
+
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    // A. output gradient through the liquid time constant and tanh → G_D[t]
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      const T S = sv_sc[tb * NSC + SC_S];
+      const T* __restrict h = sv_h + tb * H;
+      const T* __restrict ht = sv_ht + tb * H;
+      const T* __restrict go = g_out + tb * H;
+      T* __restrict ghb = gh + b * H;
+      T* __restrict gd = G_D + tb * H;
+      if (ltc) {
+        const T D = T(1) + scale * S;
+        T sum_tr = 0;
+#pragma omp simd reduction(+ : sum_tr)
+        for (int64_t j = 0; j < H; ++j) {
+          const T ghn = go[j] + ghb[j];
+          const T traw = tau_sys[j] / D;
+          const bool inside = traw >= T(kTauMin) && traw <= T(kTauMax);
+          const T te = traw < T(kTauMin) ? T(kTauMin) : (traw > T(kTauMax) ? T(kTauMax) : traw);
+          const T a = dt / (te + dt);
+          ghb[j] = (T(1) - a) * ghn;
+          const T g_te = -ghn * (ht[j] - h[j]) * dt / ((te + dt) * (te + dt));
+          const T g_tr = inside ? g_te * traw : T(0);
+          acc_lts[j] += g_tr;
+          sum_tr += g_tr / D;
+          gd[j] = a * ghn * (T(1) - ht[j] * ht[j]);
+        }
+        const T g_D = -sum_tr;
+        gS_ltc[b] = g_D * scale;
+        acc_lss += double(g_D * S) * double(scale);
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T ghn = go[j] + ghb[j];
+          ghb[j] = T(0);
+          gd[j] = ghn * (T(1) - ht[j] * ht[j]);
+        }
+        gS_ltc[b] = 0;
+      }
+    }
+    matmul<T>(G_D + t * B * H, B, H, RW.data(), Np, mm.data());
+    // B. everything else, per sample
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      const T* sc = sv_sc + tb * NSC;
+      const T S = sc[SC_S], z = sc[SC_Z], ent = sc[SC_ENT], nsq = sc[SC_NSQ], c = sc[SC_C];
+      const T m = sc[SC_M], at_prev = sc[SC_AT];
+      const T* __restrict h = sv_h + tb * H;
+      const T* e = sv_e + tb * I;
+      const T* emp = sv_em + tb * I;
+      const T* evp = sv_ev + tb * I;
+      const T* __restrict Up = sv_up + tb * Hr;
+      const T* __restrict gd = G_D + tb * H;
+      const T* xt = x + tb * I;
+      for (int64_t q = 0; q < r; ++q) {
+        T acc = 0;
+        for (int64_t i = 0; i < I; ++i) acc += xt[i] * V[i * r + q];
+        xf[q] = acc;
+      }
+      const T* g_se = mm.data() + b * Np + H;
+      T* __restrict gUb = gU.data() + b * Hr;
+      T* __restrict gUtb = gUt.data() + b * Hr;
+      T* gemb = gem + b * I;
+      T* gevb = gev + b * I;
+      T* __restrict ghb = gh + b * H;
+
+      // 10. statistics, 8. surprise-weighted error
+      T gS = gS_ltc[b] + bs * gas[b];
+      gas[b] = one_bs * gas[b];
+      T gn = bta * gat[b];
+      T gat_new = one_b * gat[b];
+      for (int64_t i = 0; i < I; ++i) {
+        const T d = e[i] - emp[i];
+        gS += g_se[i] * e[i];
+        ge[i] = S * g_se[i] + bta * gemb[i];
+        gd_[i] = T(2) * bta * d * gevb[i];
+        gemb[i] = one_b * gemb[i];
+        gevb[i] = one_b * gevb[i];
+      }
+      // 11. sleep and 8. the read-out of U_new: ∂L/∂U_new (into gU), ∂L/∂c, G_XF
+      const T zm = T(k.zeta) * m;
+      T g_c = 0;
+      for (int64_t q = 0; q < r; ++q) {
+        const T* up = Up + q * H;
+        T* gu = gUb + q * H;
+        const T* gut = gUtb + q * H;
+        const T xq = xf[q];
+        T gx = 0, gcq = 0;
+#pragma omp simd reduction(+ : gx, gcq)
+        for (int64_t j = 0; j < H; ++j) {
+          const T g = gu[j] + zm * gut[j] + gd[j] * xq;
+          gu[j] = g;
+          gx += (up[j] * c) * gd[j];
+          gcq += g * up[j];
+        }
+        G_XF[tb * r + q] = gx;
+        g_c += gcq;
+      }
+      // 7. homeostasis
+      const T norm = std::sqrt(std::max(nsq, eps2));
+      const T nc = std::max(norm, tn);
+      const T g_norm = norm >= tn ? -kap * g_c * tn / (nc * nc) : T(0);
+      const T g_nsq2 = nsq >= eps2 ? T(2) * (g_norm / (T(2) * norm)) : T(0);
+      // 6. Hebbian write: ∂L/∂U' → ∂L/∂U, ∂L/∂U_target, ∂L/∂(gate·h), ∂L/∂(Vᵀe)
+      for (int64_t q = 0; q < r; ++q) {
+        T acc = 0;
+        for (int64_t i = 0; i < I; ++i) acc += e[i] * V[i * r + q];
+        ef[q] = acc;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        ghv[j] = eta[j] * S * h[j];
+        g_gh[j] = T(0);
+      }
+      const T one_zm = T(1) - zm;
+      for (int64_t q = 0; q < r; ++q) {
+        const T* up = Up + q * H;
+        T* gu = gUb + q * H;
+        T* gut = gUtb + q * H;
+        const T efq = ef[q];
+        T gf = 0;
+#pragma omp simd reduction(+ : gf)
+        for (int64_t j = 0; j < H; ++j) {
+          const T gup = gu[j] * c + g_nsq2 * up[j];
+          gu[j] = one_dl * gup;
+          gut[j] = one_zm * gut[j] + dl * gup;
+          g_gh[j] += gup * efq;
+          gf += gup * ghv[j];
+        }
+        gef[q] = gf * dt;
+      }
+      T gSg = 0;
+#pragma omp simd reduction(+ : gSg)
+      for (int64_t j = 0; j < H; ++j) {
+        const T g = g_gh[j] * dt;  // ∂L/∂(gate_j h_j)
+        const T g_gate = g * h[j];
+        ghb[j] += g * (eta[j] * S);
+        acc_eta[j] += g_gate * S;
+        gSg += g_gate * eta[j];
+      }
+      gS += gSg;
+      for (int64_t i = 0; i < I; ++i) {
+        T acc = 0;
+        for (int64_t q = 0; q < r; ++q) acc += gef[q] * V[i * r + q];
+        ge[i] += acc;
+      }
+      // 5-3. surprise, threshold, entropy
+      const T g_y = gS * S * (T(1) - S) / gamma;
+      gn += g_y;
+      const T g_thr = -g_y;
+      gat_new += g_thr * (T(1) + alpha * T(clamp(ent, 0.0, 2.0)));
+      gat[b] = gat_new;
+      const T g_ent = (ent >= T(0) && ent <= T(2)) ? g_thr * at_prev * alpha : T(0);
+      T vsum = 0;
+      for (int64_t i = 0; i < I; ++i) vsum += evp[i];
+      const T g_mv = T(0.5) * g_ent / (vsum / T(I) + eps);
+      // 2. novelty
+      const T g_q = gn / ((T(1) + z) * (T(1) + z)) / (T(2) * z);
+      const T gqI = g_q / T(I);
+      const T gmvI = g_mv / T(I);
+      for (int64_t i = 0; i < I; ++i) {
+        const T d = e[i] - emp[i];
+        const T w = T(1) / (evp[i] + eps);
+        const T gdi = gd_[i] + T(2) * gqI * d * w;
+        gevb[i] += gmvI - gqI * d * d * w * w;
+        ge[i] += gdi;
+        gemb[i] -= gdi;
+      }
+      std::memcpy(G_E + tb * I, ge.data(), sizeof(T) * I);
+      // 1. prediction: ∂L/∂(Uᵀh) = -Vᵀ g_e; ∂L/∂h; ∂L/∂U
+      for (int64_t q = 0; q < r; ++q) {
+        T acc = 0;
+        for (int64_t i = 0; i < I; ++i) acc += ge[i] * V[i * r + q];
+        grec[q] = -acc;
+      }
+      const T* ghR = mm.data() + b * Np;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) ghb[j] += ghR[j];
+      for (int64_t i = 0; i < I; ++i) {
+        const T g = ge[i];
+        const T* ci = C + i * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) ghb[j] -= g * ci[j];
+      }
+      const bool first = t == 0;
+      const T* Uprev = first ? U0.data() + b * Hr : sv_up + (tb - B) * Hr;
+      const T cprev = first ? T(1) : sv_sc[(tb - B) * NSC + SC_C];
+      for (int64_t q = 0; q < r; ++q) {
+        const T* u = Uprev + q * H;
+        T* gu = gUb + q * H;
+        const T gq = grec[q];
+        if (first) {
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            ghb[j] += u[j] * gq;
+            gu[j] += h[j] * gq;
+          }
+        } else {
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            ghb[j] += (u[j] * cprev) * gq;
+            gu[j] += h[j] * gq;
+          }
+        }
+      }
+    }
+  }
+  transpose_batch(gU.data(), static_cast<T*>(p[24]), B, r, H);
+  transpose_batch(gUt.data(), static_cast<T*>(p[25]), B, r, H);
+  for (int64_t j = 0; j < H; ++j) {
+    g_eta_out[j] = acc_eta[j];
+    g_lts_out[j] = acc_lts[j];
+  }
+  g_lss_out[0] = T(acc_lss);
+}
+
+Config read_config(const double* cfg) {
+  return Config{cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6], cfg[7], cfg[8], cfg[9], cfg[10]};
+}
+
+}  // namespace
+
+extern "C" {
+
+// dims: T, B, I, H, r, save, ltc; cfg: dt, λ, α, γ, β, β_s, target_norm, κ, ζ, min_sleep, log(2πe).
+int dream_seq_abi_version() { return 3; }
+void dream_seq_forward_f32(const int64_t* dims, const double* cfg, void* const* p) {
+  forward_impl<float>(dims, read_config(cfg), p);
+}
+void dream_seq_forward_f64(const int64_t* dims, const double* cfg, void* const* p) {
+  forward_impl<double>(dims, read_config(cfg), p);
+}
+void dream_seq_backward_f32(const int64_t* dims, const double* cfg, void* const* p) {
+  backward_impl<float>(dims, read_config(cfg), p);
+}
+void dream_seq_backward_f64(const int64_t* dims, const double* cfg, void* const* p) {
+  backward_impl<double>(dims, read_config(cfg), p);
+}
+
+}  // extern "C"

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""DREAM sequence kernels against torch's fused nn.LSTM: forward+backward over a sequence, and the
+single-step (T = 1) rollout latency. CPU, one thread by default.
+
+Every contender runs once per round, rounds interleaved, in one process; the table shows medians.
+"Before" is the eager reference step loop (``DREAMCell.reference_run_time_major``); "after" is
+what ``run_time_major`` runs by default (the C++ kernel where it builds, else pure PyTorch); the
+pure-PyTorch kernel (the fallback) is shown too.
+
+    python scripts/bench_torso.py            # about a minute
+    python scripts/bench_torso.py --quick    # fewer rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from dream_rl import _native, fast_sequence  # noqa: E402
+from dream_rl.cell import DREAMCell  # noqa: E402
+from dream_rl.config import DREAMConfig  # noqa: E402
+
+# (B, I, H, r): the issue's three sizes; the rank is given for the third only, r = 8 and 16 are ours
+SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16)]
+ROLLOUT = (8, 8, 64, 8)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    kernel = fast_sequence.native_available()
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "native_kernel": str(_native.library_path()) if kernel else f"unavailable ({_native.unavailable_reason()})",
+    }
+
+
+def lstm_step(B: int, I: int, H: int, T: int) -> Callable[[], None]:
+    lstm = nn.LSTM(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    g = torch.randn(T, B, H)
+
+    def run() -> None:
+        lstm.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = lstm(x)
+        (out * g).sum().backward()
+
+    return run
+
+
+def dream_step(B: int, I: int, H: int, r: int, T: int, backend: str) -> Callable[[], None]:
+    torch.manual_seed(0)
+    cell = DREAMCell(DREAMConfig(input_dim=I, hidden_dim=H, rank=r))
+    cell.sequence_backend = backend
+    x = torch.randn(T, B, I, requires_grad=True)
+    g = torch.randn(T, B, H)
+
+    def run() -> None:
+        cell.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = cell.run_time_major(x, cell.init_state(B))
+        (out * g).sum().backward()
+
+    return run
+
+
+def lstm_rollout(B: int, I: int, H: int) -> Callable[[], None]:
+    lstm = nn.LSTM(I, H)
+    x = torch.randn(1, B, I)
+    state = (torch.zeros(1, B, H), torch.zeros(1, B, H))
+
+    def run() -> None:
+        nonlocal state
+        _, state = lstm(x, state)
+
+    return run
+
+
+def dream_rollout(B: int, I: int, H: int, r: int, backend: str) -> Callable[[], None]:
+    cell = DREAMCell(DREAMConfig(input_dim=I, hidden_dim=H, rank=r))
+    cell.sequence_backend = backend
+    x = torch.randn(1, B, I)
+    state = cell.init_state(B)
+
+    def run() -> None:
+        nonlocal state
+        _, state = cell.run_time_major(x, state)
+
+    return run
+
+
+def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1) -> dict[str, float]:
+    """Median seconds per call of each contender, one batch of ``calls`` each per round."""
+    for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
+        fn()
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (5 instead of 15)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size (default 15)")
+    parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the slow eager reference loop")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rounds = args.rounds or (5 if args.quick else 15)
+    T = args.seq_len
+    native = fast_sequence.native_available()
+
+    info = machine()
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    print(f"forward+backward over T={T}, float32, median of {rounds} interleaved rounds", flush=True)
+    header = f"{'B, I, H, r':>16} | {'LSTM':>8} | {'before':>8} | {'torch':>8} | {'after':>8} | {'after/LSTM':>10} | {'torch/LSTM':>10}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "sizes": [], "rollout": None}
+    for B, I, H, r in SIZES:
+        contenders = {"lstm": lstm_step(B, I, H, T), "torch": dream_step(B, I, H, r, T, "torch"),
+                      "after": dream_step(B, I, H, r, T, "auto")}
+        if not args.no_reference:
+            contenders["before"] = dream_step(B, I, H, r, T, "reference")
+        ms = {k: 1e3 * v for k, v in interleaved(contenders, rounds).items()}
+        before = f"{ms['before']:8.1f}" if "before" in ms else f"{'-':>8}"
+        print(f"{f'{B}, {I}, {H}, {r}':>16} | {ms['lstm']:8.1f} | {before} | {ms['torch']:8.1f} | "
+              f"{ms['after']:8.1f} | {ms['after'] / ms['lstm']:9.2f}x | {ms['torch'] / ms['lstm']:9.2f}x", flush=True)
+        results["sizes"].append({"B": B, "I": I, "H": H, "r": r, "ms": ms})
+    print("(ms; before = eager reference step loop, after = run_time_major default"
+          f" ({'C++ kernel' if native else 'pure PyTorch: no C++ kernel here'}), torch = pure-PyTorch kernel)")
+
+    B, I, H, r = ROLLOUT
+    contenders = {"lstm": lstm_rollout(B, I, H), "torch": dream_rollout(B, I, H, r, "torch"),
+                  "after": dream_rollout(B, I, H, r, "auto")}
+    if not args.no_reference:
+        contenders["before"] = dream_rollout(B, I, H, r, "reference")
+    with torch.no_grad():
+        us = {k: 1e6 * v for k, v in interleaved(contenders, rounds, calls=200).items()}
+    print(f"\nrollout step (T=1, B={B}, I={I}, H={H}, r={r}, no_grad), µs per call: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in us.items()) + f"; after/LSTM {us['after'] / us['lstm']:.2f}x")
+    results["rollout"] = {"B": B, "I": I, "H": H, "r": r, "us": us}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
