@@ -251,6 +251,8 @@ class DREAMCell(nn.Module):
         if not isinstance(x, Tensor) or x.dim() != ndim or x.shape[-1] != self.config.input_dim:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise DREAMError(f"{name} must have shape {layout} with input_dim={self.config.input_dim}, got {got}")
+        if ndim == 3 and x.shape[1] == 0:
+            raise DREAMError(f"{name} must have at least one time step, got shape {tuple(x.shape)}")
         if not isinstance(state, DREAMState):
             raise DREAMError(f"state must be a DREAMState (see init_state), got {type(state).__name__}")
         if state.h.shape != (x.shape[0], self.config.hidden_dim):

@@ -663,32 +663,19 @@ def test_cell_requires_a_config():
         DREAMCell(None)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cell.py: _check_input accepts a (B, 0, I) sequence; reference_run_time_major then calls "
-    "torch.stack([]) (RuntimeError) and forward_sequence_with_internals StepInternals() (TypeError) "
-    "instead of raising a DREAMError (or returning an empty (B, 0, H) output with the state unchanged)",
-)
 @pytest.mark.parametrize("entry", ["forward_sequence", "with_internals", "DREAM"])
-def test_empty_sequence_is_a_dream_error_or_empty_output(entry):
+def test_empty_sequence_is_a_dream_error(entry):
     from dream_rl import DREAM
 
     cell = make_cell(dtype=torch.float32)
-    state = cell.init_state(2)
     x = torch.randn(2, 0, 3)
-    try:
+    with pytest.raises(DREAMError, match="at least one time step"):
         if entry == "forward_sequence":
-            out, final = cell.forward_sequence(x, state)
+            cell.forward_sequence(x, cell.init_state(2))
         elif entry == "with_internals":
-            out, final, _ = cell.forward_sequence_with_internals(x, state)
+            cell.forward_sequence_with_internals(x, cell.init_state(2))
         else:
-            model = DREAM(3, 6, 2)
-            out, final = model(x, model.init_state(2))
-            state = model.init_state(2)
-    except DREAMError:
-        return
-    assert out.shape == (2, 0, 6)
-    assert_states_equal(final, state)
+            DREAM(3, 6, 2)(x)
 
 
 def test_module_is_a_torch_module_with_repr():
