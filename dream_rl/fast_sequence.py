@@ -349,7 +349,7 @@ class _TorchKernel:
         T, B, H = saved.h_prev.shape
         I, r = saved.e.shape[2], V.shape[1]
         c = _Scalars.of(k, x.dtype)
-        dt, dl, beta, beta_s = k.dt, k.dt * k.lam, k.beta, k.beta_s
+        dl, beta, beta_s = k.dt * k.lam, k.beta, k.beta_s
         xfs = (x.reshape(T * B, I) @ V).view(T, B, 1, r).unbind(0)
         RW = torch.cat([R, Werr], 1)  # (H, H + I): [Rᵀ g, Wᵀ g] in one product
         Vt = V.t()

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -38,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dream_rl  # noqa: E402,F401  (registers the dream_rl/ env ids)
-from dream_rl import _native, fast_sequence  # noqa: E402
+from dream_rl.machine import describe_machine  # noqa: E402
 
 ENV_ID = "dream_rl/CartPoleNoVel-v0"
 POLICY_NAMES = {"lstm": "MlpLstmPolicy (sb3-contrib)", "dream": "MlpDreamPolicy", "gru": "MlpGruPolicy",
@@ -97,30 +95,10 @@ def make_model(kind: str, args: argparse.Namespace):
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import sb3_contrib
     import stable_baselines3
 
-    kernel = fast_sequence.native_available()
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "sb3": stable_baselines3.__version__,
-        "sb3_contrib": sb3_contrib.__version__,
-        "native_kernel": "yes" if kernel else f"no ({_native.unavailable_reason()})",
-    }
+    return {**describe_machine(), "sb3": stable_baselines3.__version__, "sb3_contrib": sb3_contrib.__version__}
 
 
 class _PhaseTimer:

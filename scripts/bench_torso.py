@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,35 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dream_rl import _native, fast_sequence  # noqa: E402
+from dream_rl import fast_sequence  # noqa: E402
+from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.cell import DREAMCell  # noqa: E402
 from dream_rl.config import DREAMConfig  # noqa: E402
 
 # (B, I, H, r): the three sizes; the rank is given for the third only, r = 8 and 16 are ours
 SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16)]
 ROLLOUT = (8, 8, 64, 8)
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    kernel = fast_sequence.native_available()
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "native_kernel": str(_native.library_path()) if kernel else f"unavailable ({_native.unavailable_reason()})",
-    }
 
 
 def lstm_step(B: int, I: int, H: int, T: int) -> Callable[[], None]:
@@ -143,7 +120,7 @@ def main() -> None:
     T = args.seq_len
     native = fast_sequence.native_available()
 
-    info = machine()
+    info = describe_machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     print(f"forward+backward over T={T}, float32, median of {rounds} interleaved rounds", flush=True)
     header = f"{'B, I, H, r':>16} | {'LSTM':>8} | {'before':>8} | {'torch':>8} | {'after':>8} | {'after/LSTM':>10} | {'torch/LSTM':>10}"

@@ -15,7 +15,7 @@ import typing
 import pytest
 import torch
 
-from dream_rl import DREAM, DREAMCell, DREAMConfig, DREAMError, DREAMStack, DREAMState
+from dream_rl import DREAM, DREAMCell, DREAMConfig, DREAMStack, DREAMState
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="CUDA is not available on this machine")

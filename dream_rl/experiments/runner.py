@@ -51,6 +51,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecChec
 
 import dream_rl
 from dream_rl.envs import normalized_score
+from dream_rl.machine import cpu_name
 from dream_rl.experiments.config import (
     ConfigError,
     ExperimentConfig,
@@ -322,7 +323,7 @@ def _environment_info() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "torch": th.__version__,
         "torch_threads": th.get_num_threads(),
         "stable_baselines3": stable_baselines3.__version__,
@@ -330,16 +331,6 @@ def _environment_info() -> dict[str, Any]:
         "gymnasium": gymnasium.__version__,
         "dream_rl": dream_rl.__version__,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _truncate_eval_record(path: Path, timesteps: int) -> None:
