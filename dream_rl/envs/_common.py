@@ -1,11 +1,13 @@
 """Shared by the suite's own envs: constructor-argument checks (one clear ``ValueError`` per bad
-argument) and a minimal ``rgb_array`` picture of the observation."""
+argument), a minimal ``rgb_array`` picture of the observation, and :class:`SuiteEnv`, the base
+class that renders it."""
 
 from __future__ import annotations
 
 import math
 import numbers
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -70,3 +72,16 @@ def observation_picture(observation: np.ndarray, space: spaces.Box, height: int 
         top = height - 1 - int(round(f * (height - 1)))
         image[top:, i * bar + 2 : (i + 1) * bar - 2] = (40, 90, 200)
     return image
+
+
+class SuiteEnv(gym.Env[np.ndarray, np.int64]):
+    """Base of the suite's vector-observation, discrete-action envs: ``render()`` draws the last
+    observation (``self._last_obs``) as bars in ``rgb_array`` mode."""
+
+    _last_obs: np.ndarray
+
+    def render(self) -> np.ndarray | None:
+        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
+        if self.render_mode != "rgb_array":
+            return None
+        return observation_picture(self._last_obs, self.observation_space)

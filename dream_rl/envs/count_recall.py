@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
 
 __all__ = ["CountRecallEnv", "scripted_action"]
 
 
-class CountRecallEnv(gym.Env[np.ndarray, np.int64]):
+class CountRecallEnv(SuiteEnv):
     """Output how many times the current symbol appeared earlier in the episode.
 
     Each step shows a symbol drawn uniformly from ``n_symbols``. The memory has to keep one
@@ -77,12 +77,6 @@ class CountRecallEnv(gym.Env[np.ndarray, np.int64]):
         self.t += 1
         terminated = self.t >= self.length
         return self._show_new_symbol(), reward, terminated, False, {}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
 
 __all__ = ["MetaBanditEnv", "scripted_action"]
 
 
-class MetaBanditEnv(gym.Env[np.ndarray, np.int64]):
+class MetaBanditEnv(SuiteEnv):
     """Find the one paying arm in the first inner episode, exploit it in the following ones.
 
     A *trial* consists of ``n_episodes`` inner episodes of ``episode_length`` pulls each, all on
@@ -107,12 +107,6 @@ class MetaBanditEnv(gym.Env[np.ndarray, np.int64]):
         else:
             obs = self._observation(int(action), reward, boundary=False)
         return obs, reward, terminated, False, {"inner_episode": self.t // self.episode_length}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatFirstEnv", "scripted_action"]
 
 
-class RepeatFirstEnv(gym.Env[np.ndarray, np.int64]):
+class RepeatFirstEnv(SuiteEnv):
     """Output, at every step, the symbol that was shown at step 0.
 
     Each step shows one symbol drawn uniformly from ``n_symbols``; only the first one matters, the
@@ -76,12 +76,6 @@ class RepeatFirstEnv(gym.Env[np.ndarray, np.int64]):
         terminated = self.t >= self.length
         symbol = int(self.np_random.integers(self.n_symbols))  # distractor for the next step
         return self._observation(symbol), reward, terminated, False, {}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

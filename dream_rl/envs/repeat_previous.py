@@ -9,12 +9,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatPreviousEnv", "scripted_action"]
 
 
-class RepeatPreviousEnv(gym.Env[np.ndarray, np.int64]):
+class RepeatPreviousEnv(SuiteEnv):
     """Output, at every step ``t >= k``, the symbol that was shown at step ``t - k``.
 
     Each step shows a fresh symbol drawn uniformly from ``n_symbols``. Unlike Repeat First, the
@@ -83,12 +83,6 @@ class RepeatPreviousEnv(gym.Env[np.ndarray, np.int64]):
         self.t += 1
         terminated = self.t >= self.length
         return self._show_new_symbol(), reward, terminated, False, {}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_float, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_float, check_int, check_render_mode
 
 __all__ = ["SwitchingBanditEnv", "scripted_action"]
 
 
-class SwitchingBanditEnv(gym.Env[np.ndarray, np.int64]):
+class SwitchingBanditEnv(SuiteEnv):
     """A Bernoulli bandit whose best arm jumps to another arm at random, unannounced times.
 
     One arm pays 1 with probability ``p_best``, the others with ``p_other``. Before every pull
@@ -102,12 +102,6 @@ class SwitchingBanditEnv(gym.Env[np.ndarray, np.int64]):
             switched = True
         # info is for logging and analysis; the agent only sees the observation.
         return self._observation(int(action), reward), reward, terminated, False, {"best_arm": self.best_arm, "switched": switched}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

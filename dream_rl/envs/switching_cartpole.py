@@ -12,12 +12,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_float, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_float, check_render_mode
 
 __all__ = ["SwitchingCartPoleEnv", "scripted_action"]
 
 
-class SwitchingCartPoleEnv(gym.Env[np.ndarray, np.int64]):
+class SwitchingCartPoleEnv(SuiteEnv):
     """CartPole balancing where the pole's length and the motor's wiring change mid-episode.
 
     The physics, bounds and reward are those of gymnasium's ``CartPole-v1`` (Euler integration,
@@ -155,12 +155,6 @@ class SwitchingCartPoleEnv(gym.Env[np.ndarray, np.int64]):
         terminated = bool(abs(x) > self.x_threshold or abs(theta) > self.theta_threshold)
         info = {"pole_length": self.pole_length, "polarity": self.polarity, "switched": switched}
         return self._observation(push), 1.0, terminated, False, info
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:

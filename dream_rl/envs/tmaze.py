@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, check_int, check_render_mode, observation_picture
+from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
 
 __all__ = ["TMazeEnv", "scripted_action"]
 
 
-class TMazeEnv(gym.Env[np.ndarray, np.int64]):
+class TMazeEnv(SuiteEnv):
     """A cue at the start, a corridor, and a left/right decision at the end.
 
     The agent starts at the foot of a corridor of ``corridor_length`` cells. The first observation
@@ -87,12 +87,6 @@ class TMazeEnv(gym.Env[np.ndarray, np.int64]):
         # At the junction: action 0 goes up (cue +1), action 1 goes down (cue -1).
         correct = (int(action) == 0) == (self.cue == 1)
         return self._observation(), 1.0 if correct else -1.0, True, False, {"success": correct}
-
-    def render(self) -> np.ndarray | None:
-        """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
-        if self.render_mode != "rgb_array":
-            return None
-        return observation_picture(self._last_obs, self.observation_space)
 
 
 def scripted_action(env: gym.Env) -> int:
