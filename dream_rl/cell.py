@@ -16,6 +16,12 @@ and is the reference every faster path is checked against. Choices made where th
   ``τ_eff → 0`` limit).
 
 The cell has no mode-dependent behaviour: train and eval mode compute the same function.
+
+Stability of the fast weights: the prediction reads ``U``, so the error is ``e ≈ x - V Uᵀh`` and
+the Hebbian write (step 6) contains ``-dt·η·S·h hᵀ U``. When ``dt·η·S·‖h‖² > 2`` that term
+overshoots and grows, and homeostasis with ``κ < 1`` only removes part of the excess, so ``U`` can
+diverge (large ``dt`` with a wide, saturated hidden state). With ``κ = 1`` ``‖U‖_F ≤ target_norm``
+after every step and the whole state stays bounded; the RL policies use ``κ = 1`` by default.
 """
 
 from __future__ import annotations

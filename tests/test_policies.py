@@ -16,6 +16,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from dream_rl import (
     CnnDreamPolicy,
+    DreamTorso,
     DREAMError,
     DREAMState,
     MlpDreamPolicy,
@@ -226,13 +227,14 @@ def test_constructor_parameters_round_trip():
     policy = small_model(policy_kwargs=dict(lstm_hidden_size=6, n_lstm_layers=2, dream_kwargs=dict(rank=3, ltc_enabled=False))).policy
     params = policy._get_constructor_parameters()
     assert params["lstm_hidden_size"] == 6 and params["n_lstm_layers"] == 2
-    assert params["dream_kwargs"] == dict(time_step=1.0, rank=3, ltc_enabled=False)
+    assert params["dream_kwargs"] == dict(time_step=1.0, ltc_tau_sys=2.0, kappa=1.0, rank=3, ltc_enabled=False)
     assert len(policy.lstm_actor.torso.cells) == 2
     assert policy.lstm_actor.torso.config.ltc_enabled is False
 
 
-def test_rl_default_time_step_is_overridable():
-    assert small_model().policy.lstm_actor.torso.config.time_step == 1.0
+def test_rl_defaults_are_overridable():
+    config = small_model().policy.lstm_actor.torso.config
+    assert (config.time_step, config.ltc_tau_sys, config.kappa) == (1.0, 2.0, 1.0)
     policy = small_model(policy_kwargs=dict(lstm_hidden_size=8, dream_kwargs=dict(time_step=0.1))).policy
     assert policy.lstm_actor.torso.config.time_step == 0.1
 
@@ -263,3 +265,23 @@ def test_internals_reach_tensorboard(tmp_path):
 
 def test_internals_callback_is_a_no_op_for_gru():
     small_model(MlpGruPolicy).learn(16, callback=TorsoInternalsCallback())
+
+
+def test_rl_defaults_keep_fast_weights_bounded_at_large_hidden_size():
+    """dt = 1 with a wide hidden state makes the Hebbian write overshoot; kappa = 1 keeps ||U||
+    at most target_norm (kappa = 0.5 diverges on the same input: the failure this default prevents)."""
+    from dream_rl.sb3.policies import RL_DREAM_DEFAULTS
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 4, 3) * 4.0  # (T, B, I), Pendulum-sized observations
+    for kappa, bounded in ((RL_DREAM_DEFAULTS["kappa"], True), (0.5, False)):
+        torso = DreamTorso(3, 256, **{**RL_DREAM_DEFAULTS, "kappa": kappa})
+        with torch.no_grad():
+            out, flat = torso(x, torso.initial_state(4))
+        state = DREAMState.from_flat(flat, torso.config)
+        norms = state.U.flatten(1).norm(dim=1)
+        if bounded:
+            assert torch.isfinite(out).all() and torch.isfinite(flat).all()
+            assert bool((norms <= torso.config.target_norm * (1 + 1e-5)).all())
+        else:
+            assert not bool(torch.isfinite(norms).all() and (norms < 1e3).all())
