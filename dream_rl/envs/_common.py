@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -78,6 +79,7 @@ class SuiteEnv(gym.Env[np.ndarray, np.int64]):
     """Base of the suite's vector-observation, discrete-action envs: ``render()`` draws the last
     observation (``self._last_obs``) as bars in ``rgb_array`` mode."""
 
+    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
     _last_obs: np.ndarray
 
     def render(self) -> np.ndarray | None:

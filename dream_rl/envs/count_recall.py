@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["CountRecallEnv", "scripted_action"]
 
@@ -39,8 +39,6 @@ class CountRecallEnv(SuiteEnv):
             of the ``length`` actions and a uniform guess hits it with that probability.
         optimal: 1.
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(self, n_symbols: int = 4, length: int = 16, render_mode: str | None = None) -> None:
         self.n_symbols = check_int("n_symbols", n_symbols, minimum=1)

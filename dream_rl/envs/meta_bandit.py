@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["MetaBanditEnv", "scripted_action"]
 
@@ -52,8 +52,6 @@ class MetaBanditEnv(SuiteEnv):
         for contrast, the same search restarted at every boundary (memory reset per inner
             episode) gets ``n_episodes`` times that quantity with ``T = episode_length`` [15].
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,

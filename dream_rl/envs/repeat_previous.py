@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatPreviousEnv", "scripted_action"]
 
@@ -41,8 +41,6 @@ class RepeatPreviousEnv(SuiteEnv):
         random policy: ``1 / n_symbols`` (0.25 by default), exact.
         optimal: 1.
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self, k: int = 4, n_symbols: int = 4, length: int = 16, render_mode: str | None = None

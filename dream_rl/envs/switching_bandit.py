@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_float, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_float, check_int, check_render_mode
 
 __all__ = ["SwitchingBanditEnv", "scripted_action"]
 
@@ -47,8 +47,6 @@ class SwitchingBanditEnv(SuiteEnv):
         optimal: ``length * p_best`` = 80 by default, the return of an oracle told the best arm.
             No agent can quite reach it because it must detect each switch after the fact.
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,

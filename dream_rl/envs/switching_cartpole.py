@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_float, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_float, check_render_mode
 
 __all__ = ["SwitchingCartPoleEnv", "scripted_action"]
 
@@ -59,8 +59,6 @@ class SwitchingCartPoleEnv(SuiteEnv):
         optimal: 500 (balance to the time limit; a scripted controller told the hidden regime
             does so, see :func:`scripted_action`).
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     gravity = 9.8
     masscart = 1.0

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import RENDER_MODES, SuiteEnv, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["TMazeEnv", "scripted_action"]
 
@@ -46,8 +46,6 @@ class TMazeEnv(SuiteEnv):
         random policy: 0 (the turn is a fair coin flip); also what any memoryless policy gets.
         optimal: +1 (turn towards the remembered cue).
     """
-
-    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(self, corridor_length: int = 10, render_mode: str | None = None) -> None:
         self.corridor_length = check_int("corridor_length", corridor_length, minimum=1)
