@@ -46,6 +46,16 @@ def test_example_config_parses_and_is_valid_without_tune():
     assert lr.type == "float" and lr.log and lr.low == pytest.approx(1e-4)
 
 
+def test_shipped_tune_configs_are_valid():
+    from dream_rl.experiments.tune import load_tune_config
+
+    paths = sorted((ROOT / "configs").glob("tune_*.yaml"))
+    assert EXAMPLE in paths
+    for path in paths:
+        base, settings, tune_dir, name = load_tune_config(path)  # validates both ends of every range
+        assert settings.space and tune_dir.name == name == base["name"]
+
+
 def test_space_dotted_and_nested_forms_merge():
     raw = {
         "name": "x",
