@@ -227,8 +227,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
     from dream_rl.experiments.tune import run_tuning
 
-    run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
-               study_name=args.study_name, workers=args.workers)
+    try:
+        run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
+                   study_name=args.study_name, workers=args.workers)
+    except KeyboardInterrupt:  # the running trial is lost; finished ones stay in the study
+        print("\ndream-rl tune: interrupted; the study keeps its finished trials: run the same command to add more",
+              file=sys.stderr)
+        return 130
     return 0
 
 

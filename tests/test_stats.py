@@ -174,8 +174,8 @@ def test_markdown_and_csv(tmp_path):
     assert lines[0].startswith("| policy | IQM [95% CI]") and "P(policy > lstm)" in lines[0]
     assert len(lines) == 4 and "(baseline)" in lines[3]
     assert f"**{aggregates[0].iqm:.3f} [" in lines[2]  # dream has the best IQM
-    no_baseline = format_aggregate_markdown(aggregates, baseline=None)
-    assert "P(policy" not in no_baseline
+    no_baseline = format_aggregate_markdown(aggregates, baseline=None, confidence=0.9)
+    assert "P(policy" not in no_baseline and "IQM [90% CI]" in no_baseline
     path = tmp_path / "aggregate.csv"
     write_aggregate_csv(aggregates, path)
     rows = list(csv.DictReader(path.open()))

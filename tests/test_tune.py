@@ -117,6 +117,13 @@ def test_no_search_space_exits_2(tmp_path, capsys):
     assert "no search space" in err and "tune:" in err and "configs/tune_tmaze.yaml" in err
 
 
+def test_bad_command_line_values_exit_2(tmp_path, capsys):
+    for extra, message in ((["--trials", "0"], "--trials must be >= 1"), (["--trials", "1", "--workers", "0"], "--workers"),
+                           (["--trials", "1", "--study-name", "a/b"], "--study-name 'a/b'")):
+        assert main(["tune", str(EXAMPLE), *extra, f"output_dir={tmp_path}"]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_mistyped_path_fails_before_training(tmp_path, capsys):
     code = main(["tune", str(EXAMPLE), "--trials", "1", f"output_dir={tmp_path}",
                  "tune.space.algo.n_epoch.type=int", "tune.space.algo.n_epoch.low=1", "tune.space.algo.n_epoch.high=3"])

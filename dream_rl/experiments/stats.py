@@ -307,12 +307,16 @@ def _with_interval(value: float, interval: tuple[float, float]) -> str:
     return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
-def format_aggregate_markdown(aggregates: list[PolicyAggregate], baseline: str | None) -> str:
+def format_aggregate_markdown(
+    aggregates: list[PolicyAggregate], baseline: str | None, confidence: float = 0.95
+) -> str:
     """A Markdown table: one row per policy, point estimates with their intervals in brackets;
-    the best IQM in bold."""
-    header = ["policy", "IQM [95% CI]", "median [95% CI]", "mean [95% CI]"]
+    the best IQM in bold. ``confidence`` only labels the columns (give the one the aggregates
+    were computed with)."""
+    ci = f"[{confidence:.0%} CI]"
+    header = ["policy", f"IQM {ci}", f"median {ci}", f"mean {ci}"]
     if baseline is not None:
-        header.append(f"P(policy > {baseline}) [95% CI]")
+        header.append(f"P(policy > {baseline}) {ci}")
     best = max((a.iqm for a in aggregates), default=None)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for aggregate in aggregates:

@@ -56,6 +56,7 @@ import csv
 import json
 import math
 import multiprocessing
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -80,6 +81,7 @@ __all__ = [
     "substitute",
 ]
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SPEC_FIELDS = ("type", "low", "high", "log", "step", "choices")
 OBJECTIVES = ("final", "auc")
 TRIALS_COLUMNS = ("number", "state", "value", "duration_s", "params")
@@ -383,6 +385,7 @@ def _make_reporter(
         def __init__(self) -> None:
             super().__init__()
             self.seen_size = -1
+            self.last_step = -1
             self.pruned = False
 
         def _check(self) -> bool:
@@ -393,8 +396,12 @@ def _make_reporter(
             steps, scores = _read_eval(eval_path)
             if not scores or steps[-1] == 0:  # the untrained policy's score says nothing of the values
                 return True
+            step = step_offset + min(int(steps[-1]), total_timesteps)  # the same in every trial
+            if step == self.last_step:  # the end-of-training evaluation after one at the budget
+                return True
+            self.last_step = step
             value = float(sum(earlier) + run_value(steps, scores, objective)) / (len(earlier) + 1)
-            trial.report(value, step_offset + min(int(steps[-1]), total_timesteps))
+            trial.report(value, step)
             if pruning and trial.should_prune():
                 self.pruned = True
                 return False
@@ -576,6 +583,8 @@ def run_tuning(
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if study_name is not None and not _SAFE_NAME.match(study_name):
+        raise ConfigError(f"--study-name {study_name!r}: names a folder of trials: use letters, digits, '_', '-', '.'")
     overrides = tuple(overrides)
     base, settings, tune_dir, name = load_tune_config(config_path, overrides)
     tune_dir.mkdir(parents=True, exist_ok=True)
