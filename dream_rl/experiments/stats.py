@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import csv
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ __all__ = [
     "aggregate_scores",
     "format_aggregate_markdown",
     "iqm",
+    "min_max_normalize",
     "performance_profile",
     "plot_performance_profiles",
     "probability_of_improvement",
@@ -232,6 +233,25 @@ def aggregate_scores(
             )
         )
     return results
+
+
+def min_max_normalize(
+    scores: Mapping[str, np.ndarray], envs: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
+    """Scores with the env columns ``envs`` (default: all) rescaled to [0, 1] by the lowest and
+    highest score of any run of any policy on that env: a stand-in normalization for envs
+    without reference random/optimal returns (it depends on which policies are compared). A
+    column where every run scored the same becomes 0.5."""
+    arrays = _check_scores(scores)
+    n_envs = next(iter(arrays.values())).shape[1]
+    columns = range(n_envs) if envs is None else envs
+    result = {policy: array.copy() for policy, array in arrays.items()}
+    for column in columns:
+        values = np.concatenate([array[:, column] for array in arrays.values()])
+        low, high = values.min(), values.max()
+        for policy, array in arrays.items():
+            result[policy][:, column] = 0.5 if high == low else (array[:, column] - low) / (high - low)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
