@@ -1,0 +1,21 @@
+"""Recurrent torsos: every memory behind one interface, one model a file, one registry.
+
+``TORSOS`` maps the names used in policies and configs (``MlpTorsoPolicy(torso="gru")``,
+``policy_kwargs: {torso: gru}``) to the torso classes. Each class takes
+``(input_size, hidden_size, num_layers=1, **model_kwargs)`` and documents its state size.
+"""
+
+from __future__ import annotations
+
+from dream_rl.torsos.base import RecurrentTorso, reset_where
+from dream_rl.torsos.dream import DreamTorso
+from dream_rl.torsos.gru import GruTorso
+from dream_rl.torsos.lstm import LstmTorso
+
+__all__ = ["TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where"]
+
+TORSOS: dict[str, type[RecurrentTorso]] = {
+    "dream": DreamTorso,
+    "lstm": LstmTorso,
+    "gru": GruTorso,
+}
