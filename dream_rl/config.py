@@ -106,7 +106,11 @@ class DREAMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise DREAMError(f"{name} must be a number, got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float range (10**400)
+                raise DREAMError(f"{name} must be in {_range_text(low, high, low_open)}, got an integer too "
+                                 "large for a float") from None
             if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
                 raise DREAMError(f"{name} must be in {_range_text(low, high, low_open)}, got {value!r}")
             _check_float32(name, value, low_open)
