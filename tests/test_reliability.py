@@ -273,3 +273,16 @@ def test_to_flat_names_the_field_of_another_config():
     other = DREAMState.initial(2, DREAMConfig(input_dim=3, hidden_dim=6, rank=1))
     with pytest.raises(DREAMError, match=r"state\.U has shape \(2, 6, 1\) .* needs \(2, 6, 2\)"):
         other.to_flat(cfg)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_model_refuses_cpu_state_and_input_and_checks_finiteness_on_device():
+    cell = make_cell().cuda()
+    x = torch.randn(2, 3, 3, device="cuda")
+    with pytest.raises(DREAMError, match=r"state\.h is on device cpu but the cell is on cuda"):
+        cell.forward_sequence(x, cell.init_state(2).to("cpu"))
+    with pytest.raises(DREAMError, match=r"is on device cpu but the model is on cuda"):
+        cell.forward_sequence(x.cpu(), cell.init_state(2))
+    x[1, 2, 0] = float("nan")
+    with pytest.raises(DREAMError, match="batch index 1"):
+        cell.forward_sequence(x, cell.init_state(2))
