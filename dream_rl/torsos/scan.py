@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dream_rl.errors import DREAMError
 from dream_rl.torsos.base import RecurrentTorso
 
-__all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso"]
+__all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "complex_from_flat", "flat_from_complex"]
 
 
 def _apply_resets(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -157,8 +158,17 @@ class ScanTorso(RecurrentTorso):
     Subclasses implement :meth:`make_layer`.
     """
 
+    # The model options make_layer accepts; when set, any other keyword is a DREAMError naming them.
+    layer_options: tuple[str, ...] | None = None
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **layer_kwargs: Any) -> None:
         super().__init__()
+        if self.layer_options is not None:
+            unknown = sorted(set(layer_kwargs) - set(self.layer_options))
+            if unknown:
+                raise DREAMError(
+                    f"{type(self).__name__} got unknown options {unknown}; its options are {list(self.layer_options)}"
+                )
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.layers = nn.ModuleList(self.make_layer(width, self.output_size, **layer_kwargs) for width in widths)
@@ -181,3 +191,14 @@ class ScanTorso(RecurrentTorso):
             x, h_last = layer(x, h0, starts)
             last_states.append(h_last)
         return x, torch.cat(last_states, dim=1)
+
+
+def complex_from_flat(flat: Tensor, *shape: int) -> Tensor:
+    """A complex state from its flat real form: (B, 2·prod(shape)) → (B, *shape) complex, real and
+    imaginary parts interleaved (zeros stay zeros)."""
+    return torch.view_as_complex(flat.reshape(flat.shape[0], *shape, 2).contiguous())
+
+
+def flat_from_complex(state: Tensor) -> Tensor:
+    """The inverse of :func:`complex_from_flat`: (B, *shape) complex → (B, 2·prod(shape)) real."""
+    return torch.view_as_real(state).reshape(state.shape[0], -1)
