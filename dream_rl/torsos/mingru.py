@@ -27,8 +27,11 @@ __all__ = ["MinGruTorso", "MinGruLayer"]
 
 
 def positive_activation(v: Tensor) -> Tensor:
-    """The paper's ``g``: ``v + 0.5`` for ``v >= 0``, ``σ(v)`` below; continuous and positive."""
-    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+    """The paper's ``g``: ``v + 0.5`` for ``v >= 0``, ``σ(v)`` below; continuous and positive.
+
+    Written as ``relu(v) + σ(-relu(-v))`` (equal everywhere, as σ(0) = 0.5): ``torch.where`` or
+    ``clamp`` (whose backward selects) over a (T, B, H) tensor measured about 20x slower on CPU."""
+    return torch.relu(v) + torch.sigmoid(-torch.relu(-v))
 
 
 class MinGruLayer(ScanLayer):
@@ -42,8 +45,7 @@ class MinGruLayer(ScanLayer):
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         gate, candidate = self.proj(x).chunk(2, dim=-1)
         z = torch.sigmoid(gate)
-        keep = torch.sigmoid(-gate)  # 1 - z without the cancellation near z = 1
-        h = linear_scan(keep, z * positive_activation(candidate), h0, starts)
+        h = linear_scan(1 - z, z * positive_activation(candidate), h0, starts)
         return h, h[-1]
 
 

@@ -30,20 +30,30 @@ __all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "c
 
 
 def _apply_resets(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Zero the decays where an episode starts, and ``h0`` where step 0 starts one (by selection: NaN-safe)."""
+    """Zero ``h0`` where step 0 starts an episode, and the decays where a later step does.
+
+    ``h0`` is reset by selection, so a NaN in a finished episode's state does not survive. The decays
+    are multiplied by a 0/1 mask instead: they come from the current input (finite wherever the
+    output is), and on CPU ``torch.where`` over a (T, B, ...) tensor measured 20x slower than a
+    multiplication. Inside a RecurrentPPO training sequence episodes start only at step 0, so the
+    decays are usually left as they are (and keep a broadcast shape).
+    """
     if starts is None:
         return a, h0
     mask = starts.reshape(*starts.shape, *([1] * (b.dim() - 2)))  # (T, B, 1, ...)
-    zero = torch.zeros((), dtype=a.dtype, device=a.device)
-    return torch.where(mask, zero, a), torch.where(mask[0], zero, h0)
+    h0 = torch.where(mask[0], torch.zeros((), dtype=h0.dtype, device=h0.device), h0)
+    if starts.shape[0] > 1 and bool(starts[1:].any()):
+        a = a * (~mask).to(a.real.dtype if a.is_complex() else a.dtype)
+    return a, h0
 
 
 # Below this length the plain step loop is the cheaper forward (fewer torch calls than the chunked scan).
 SEQUENTIAL_MAX_STEPS = 8
 
 
-def _scan_values(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = h0``, without autograd: the kernel of :class:`_LinearScan`.
+def _scan_values(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False) -> Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = h0`` (``reverse``: ``h_t = a_t h_{t+1} + b_t`` from
+    ``h_T = h0``), without autograd: the kernel of :class:`_LinearScan`.
 
     Short sequences run step by step. Longer ones are cut into ``C`` chunks of ``L ~ sqrt(T/2)``
     steps: all chunks advance together through their ``L`` positions (from zero, keeping the running
@@ -55,30 +65,33 @@ def _scan_values(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
     if steps <= SEQUENTIAL_MAX_STEPS:
         out = torch.empty_like(b)
         prev = h0
-        for t in range(steps):
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
             torch.addcmul(b[t], a[t], prev, out=out[t])
             prev = out[t]
         return out
     length = max(2, round(math.sqrt(steps / 2)))
     chunks = -(-steps // length)
     pad = chunks * length - steps
-    if pad:  # trailing steps with a = b = 0 change no earlier state
-        a = torch.cat([a, a.new_zeros((pad, *a.shape[1:]))])
-        b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))])
+    if pad:  # extra steps with a = b = 0 after the last (before the first, in reverse) change nothing
+        a_pad, b_pad = a.new_zeros((pad, *a.shape[1:])), b.new_zeros((pad, *b.shape[1:]))
+        a = torch.cat([a_pad, a] if reverse else [a, a_pad])
+        b = torch.cat([b_pad, b] if reverse else [b, b_pad])
     a = a.reshape(chunks, length, *a.shape[1:])
     b = b.reshape(chunks, length, *b.shape[1:])
     h = torch.empty_like(b)
     prod = torch.empty_like(a)
-    h[:, 0] = b[:, 0]
-    prod[:, 0] = a[:, 0]
-    for pos in range(1, length):
-        torch.addcmul(b[:, pos], a[:, pos], h[:, pos - 1], out=h[:, pos])
-        torch.mul(a[:, pos], prod[:, pos - 1], out=prod[:, pos])
+    first, step = (length - 1, -1) if reverse else (0, 1)
+    h[:, first] = b[:, first]
+    prod[:, first] = a[:, first]
+    for pos in range(first + step, first + step * length, step):
+        torch.addcmul(b[:, pos], a[:, pos], h[:, pos - step], out=h[:, pos])
+        torch.mul(a[:, pos], prod[:, pos - step], out=prod[:, pos])
     carry = h0
-    for chunk in range(chunks):
+    for chunk in range(chunks - 1, -1, -1) if reverse else range(chunks):
         h[chunk].addcmul_(prod[chunk], carry)
-        carry = h[chunk, -1]
-    return h.reshape(chunks * length, *b.shape[2:])[:steps]
+        carry = h[chunk, length - 1 - first]
+    h = h.reshape(chunks * length, *b.shape[2:])
+    return h[pad:] if reverse else h[:steps]
 
 
 class _LinearScan(torch.autograd.Function):
@@ -97,12 +110,15 @@ class _LinearScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
         a, h, h0 = ctx.saved_tensors
-        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])]).conj()  # decay applied after step t
-        grad_b = _scan_values(a_next.flip(0), grad_h.flip(0), torch.zeros_like(grad_h[0])).flip(0)
+        # g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}: the reversed recurrence, with the decays shifted by one
+        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])]).conj()
+        grad_b = _scan_values(a_next, grad_h, torch.zeros_like(grad_h[0]), reverse=True)
         grad_a = grad_h0 = None
         if ctx.needs_input_grad[0]:
-            h_prev = torch.cat([h0.expand_as(h[0]).unsqueeze(0), h[:-1]])
-            grad_a = (grad_b * h_prev.conj()).sum_to_size(a.shape)
+            grad_a = torch.empty_like(grad_b)
+            torch.mul(grad_b[1:], h[:-1].conj(), out=grad_a[1:])
+            torch.mul(grad_b[0], h0.conj(), out=grad_a[0])
+            grad_a = grad_a.sum_to_size(a.shape)
         if ctx.needs_input_grad[2]:
             grad_h0 = (grad_b[0] * a[0].conj()).sum_to_size(h0.shape)
         return grad_a, grad_b, grad_h0
