@@ -18,7 +18,11 @@ from dream_rl import TORSOS, DREAMError
 
 T, B, F, H = 9, 4, 5, 8
 # Options that keep a torso small in these tests (defaults are sized for RL widths of 64+).
-SMALL_KWARGS: dict[str, dict] = {"dream": {"rank": 4}}
+SMALL_KWARGS: dict[str, dict] = {
+    "dream": {"rank": 4},
+    "mamba": {"head_dim": 4, "d_state": 4, "chunk": 4},  # two heads, several chunks in a 9-step test
+    "ffm": {"memory_size": 4, "context_size": 2},
+}
 NAMES = sorted(TORSOS)
 
 

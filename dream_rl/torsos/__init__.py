@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from dream_rl.torsos.base import RecurrentTorso, reset_where
 from dream_rl.torsos.dream import DreamTorso
+from dream_rl.torsos.ffm import FfmTorso
 from dream_rl.torsos.gru import GruTorso
 from dream_rl.torsos.lstm import LstmTorso
+from dream_rl.torsos.lru import LruTorso
+from dream_rl.torsos.mamba import MambaTorso
+from dream_rl.torsos.mingru import MinGruTorso
+from dream_rl.torsos.s5 import S5Torso
 
-__all__ = ["TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where"]
+__all__ = [
+    "TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where",
+    "MinGruTorso", "LruTorso", "S5Torso", "MambaTorso", "FfmTorso",
+]
 
 TORSOS: dict[str, type[RecurrentTorso]] = {
     "dream": DreamTorso,
     "lstm": LstmTorso,
     "gru": GruTorso,
+    "mingru": MinGruTorso,
+    "lru": LruTorso,
+    "s5": S5Torso,
+    "mamba": MambaTorso,
+    "ffm": FfmTorso,
 }
