@@ -18,7 +18,12 @@ from dream_rl import TORSOS, DREAMError
 
 T, B, F, H = 9, 4, 5, 8
 # Options that keep a torso small in these tests (defaults are sized for RL widths of 64+).
-SMALL_KWARGS: dict[str, dict] = {"dream": {"rank": 4}}
+SMALL_KWARGS: dict[str, dict] = {
+    "dream": {"rank": 4},
+    "mlstm": {"head_dim": 4, "chunk": 4},  # two heads, several chunks in a 9-step test
+    "linear_attention": {"head_dim": 4, "chunk": 4},
+    "shm": {"memory_size": 4, "num_thetas": 8},
+}
 NAMES = sorted(TORSOS)
 
 

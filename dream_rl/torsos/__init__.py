@@ -10,12 +10,23 @@ from __future__ import annotations
 from dream_rl.torsos.base import RecurrentTorso, reset_where
 from dream_rl.torsos.dream import DreamTorso
 from dream_rl.torsos.gru import GruTorso
+from dream_rl.torsos.linear_attention import LinearAttentionTorso
 from dream_rl.torsos.lstm import LstmTorso
+from dream_rl.torsos.mlstm import MlstmTorso
+from dream_rl.torsos.rtu import RtuTorso
+from dream_rl.torsos.shm import ShmTorso
 
-__all__ = ["TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where"]
+__all__ = [
+    "TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where",
+    "MlstmTorso", "LinearAttentionTorso", "ShmTorso", "RtuTorso",
+]
 
 TORSOS: dict[str, type[RecurrentTorso]] = {
     "dream": DreamTorso,
     "lstm": LstmTorso,
     "gru": GruTorso,
+    "mlstm": MlstmTorso,
+    "linear_attention": LinearAttentionTorso,
+    "shm": ShmTorso,
+    "rtu": RtuTorso,
 }
