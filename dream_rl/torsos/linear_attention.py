@@ -14,7 +14,7 @@ over a matrix state per head (``d = head_dim``)::
 denominator come from one product. A training sequence runs chunk by chunk: inside a chunk of
 ``chunk`` steps the outputs are causal, unnormalised attention ``Σ_s [same episode] (φ(q_t)·φ(k_s)) v_s``
 plus the entering state's ``S_eᵀ φ(q_t)``, and only chunk-end states are materialised (never the
-``T·d²`` states of every step); an episode start cuts every path that crosses it (by selection, so a
+``T·d²`` states of every step), chained across chunks by one masked sum (no loop); an episode start cuts every path that crosses it (by selection, so a
 NaN in a finished episode's state does not leak). A rollout step applies the recurrence itself.
 The decay is 1, so the scan family's ``h = a h + b`` is here ``a = 1`` with resets, and the chunked
 form is exact (no decay products at all).
@@ -65,6 +65,34 @@ def episode_masks(starts: Tensor | None, batch: int, chunks: int, length: int, d
     return live, count == 0
 
 
+def chunk_paths(keep: Tensor) -> tuple[Tensor, Tensor]:
+    """Which chunk-end states reach which: ``keep`` (B, 1, chunks) is True where no episode starts inside
+    the chunk. Returns ``reach`` (B, 1, chunks, chunks): chunk j' (<= j)'s own writes survive to the end of
+    chunk j (no start in chunks j'+1..j), and ``from_start`` (B, 1, chunks): the state before step 0 does."""
+    count = (~keep).long().cumsum(-1)  # chunks with a start, up to j
+    chunks = keep.shape[-1]
+    causal = torch.ones(chunks, chunks, dtype=torch.bool, device=keep.device).tril()
+    return (count.unsqueeze(-1) == count.unsqueeze(-2)) & causal, count == 0
+
+
+def chain_chunks(local_states: Tensor, keep: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+    """The state entering every chunk and the last state, from each chunk's own writes (decay 1).
+
+    Args:
+        local_states: (B, heads, chunks, d, e) what each chunk adds after its last episode start.
+        keep: (B, 1, chunks) True where no episode starts inside the chunk.
+        s0: (B, heads, d, e) the state before step 0.
+    Returns:
+        entering (B, heads, chunks, d, e) and the state after the last chunk (B, heads, d, e).
+    """
+    batch, heads, chunks, d, e = local_states.shape
+    reach, from_start = chunk_paths(keep)
+    ends = (reach.to(local_states.dtype) @ local_states.reshape(batch, heads, chunks, d * e)).reshape(local_states.shape)
+    zero = torch.zeros((), dtype=s0.dtype, device=s0.device)
+    ends = ends + torch.where(from_start[..., None, None], s0.unsqueeze(2), zero)  # selection: NaN-safe
+    return torch.cat([s0.unsqueeze(2), ends[:, :, :-1]], dim=2), ends[:, :, -1]
+
+
 def linear_attention_chunked(
     q: Tensor, k: Tensor, v: Tensor, s0: Tensor, starts: Tensor | None, chunk: int
 ) -> tuple[Tensor, Tensor]:
@@ -93,20 +121,18 @@ def linear_attention_chunked(
 
     q, k, v = chunked(q), chunked(k), chunked(v)
     live, clean = episode_masks(starts, batch, chunks, length, q.device)
-    live, clean = live.unsqueeze(1), clean.unsqueeze(1)  # broadcast over heads
-    zero = torch.zeros((), dtype=q.dtype, device=q.device)
-    scores = torch.where(live, q @ k.transpose(-1, -2), zero)  # (B, heads, chunks, L, L)
-    out = scores @ v  # within-chunk part
+    # masks as 0/1 factors over the finite scores and keys: a multiply is several times cheaper than
+    # torch.where on CPU; the one product that can meet a non-finite state (the entering one) selects
+    live = (live[0, 0] if starts is None else live.unsqueeze(1)).to(q.dtype)  # broadcast over heads
+    clean = clean.unsqueeze(1)
+    out = ((q @ k.transpose(-1, -2)) * live) @ v  # within-chunk part (B, heads, chunks, L, e)
     # what each chunk writes into its end state: the keys/values after its last start
-    k_end = torch.where(live[..., -1, :].unsqueeze(-1), k, zero)
-    local_states = k_end.transpose(-1, -2) @ v  # (B, heads, chunks, d, e)
-    state, entering = s0, []
-    for c in range(chunks):
-        entering.append(state)
-        keep = clean[:, :, c, -1].reshape(batch, 1, 1, 1)
-        state = torch.where(keep, state, zero) + local_states[:, :, c]
-    entering_states = torch.stack(entering, dim=2)  # (B, heads, chunks, d, e)
-    out = out + torch.where(clean.unsqueeze(-1), q @ entering_states, zero)
+    local_states = (k * live[..., -1, :].unsqueeze(-1)).transpose(-1, -2) @ v  # (B, heads, chunks, d, e)
+    entering_states, state = chain_chunks(local_states, clean[..., -1], s0)
+    from_entering = q @ entering_states
+    if starts is not None:
+        from_entering = torch.where(clean.unsqueeze(-1), from_entering, torch.zeros((), dtype=q.dtype, device=q.device))
+    out = out + from_entering
     out = out.reshape(batch, heads, chunks * length, -1)[:, :, :steps].permute(2, 0, 1, 3)
     return out, state
 
@@ -144,6 +170,8 @@ class LinearAttentionLayer(ScanLayer):
         s0 = h0.reshape(batch, heads, d, d + 1)
         if starts is not None:
             s0 = torch.where(starts[0].reshape(batch, 1, 1, 1), torch.zeros((), dtype=s0.dtype, device=s0.device), s0)
+            if not bool(starts[1:].any()):  # the zeroed s0 is the whole reset: the kernel needs no masks
+                starts = None
         if steps == 1:  # a rollout step: the recurrence itself
             state = s0 + k[0].unsqueeze(-1) * v[0].unsqueeze(-2)
             out = (q[0].unsqueeze(-2) @ state).unsqueeze(0).squeeze(-2)  # (1, B, heads, d + 1)

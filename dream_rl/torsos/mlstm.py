@@ -25,7 +25,10 @@ the chunk) plus the entering state's contribution ``exp(F_t + m_e - m_t) C_e q_t
 recurrence's stabiliser in closed form, ``max(F_t + m_e, max_s (F_t - F_s + ĩ'_s))`` (``ĩ'`` = ``ĩ``
 except at an episode start, where it is ``max(ĩ, log f)``: the recurrence's ``log f + m`` with the
 reset ``m = 0``). Only chunk-end states are materialised, each with its own local stabiliser; all
-exponents are ``<= 0``. An episode start cuts every path that crosses it, by selection. A rollout
+exponents are ``<= 0``. The chunk-end states are chained in closed form too (the same masked,
+log-weighted sum at chunk scale; no loop over chunks). Log weights are differences of cumulative
+log forget gates, which are ``<= 0`` sums: their rounding grows with ``|Σ log f|`` but never
+overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start cuts every path that crosses it, by selection. A rollout
 step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
 its gradient defined; ``m < -80`` needs ``ĩ < -80``).
 
@@ -53,7 +56,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.linear_attention import episode_masks
+from dream_rl.torsos.linear_attention import chunk_paths, episode_masks
 from dream_rl.torsos.scan import ScanLayer, ScanTorso
 
 __all__ = ["MlstmTorso", "MlstmLayer", "mlstm_chunked"]
@@ -65,6 +68,44 @@ MAX_NEG_STABILISER = 80.0
 def _exp_masked(arg: Tensor, mask: Tensor) -> Tensor:
     """``exp(arg)`` where ``mask``, else 0, with no NaN gradient from the masked-out entries."""
     return torch.exp(torch.where(mask, arg, torch.full((), float("-inf"), dtype=arg.dtype, device=arg.device)))
+
+
+def _chain_chunks(
+    local_states: Tensor, local_m: Tensor, log_f_total: Tensor, keep: Tensor, c0: Tensor, m0: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The stabilised states entering every chunk, and the last one, in closed form over chunks.
+
+    The recurrence across chunks is the cell's own at chunk scale: chunk j multiplies the carried
+    state by ``exp(G_j)`` (its summed log forget gates) and adds its writes ``local_states[j]`` (in the
+    stabiliser ``local_m[j]``, which already holds the reset term when an episode starts inside it).
+    Unrolled, the end of chunk j is a masked sum over chunks j' <= j with log weights
+    ``Gc_j - Gc_j' + local_m[j']`` (``Gc`` = cumulative G), and its stabiliser their maximum.
+
+    Args:
+        local_states: (B, heads, chunks, d, e); local_m, log_f_total: (B, heads, chunks);
+        keep: (B, 1, chunks) no start inside the chunk; c0: (B, heads, d, e); m0: (B, heads).
+    Returns:
+        entering states (B, heads, chunks, d, e), their stabilisers (B, heads, chunks), the last state and
+        its stabiliser.
+    """
+    batch, heads, chunks, d, e = local_states.shape
+    reach, from_start = chunk_paths(keep)
+    total = log_f_total.cumsum(-1)  # Gc
+    log_w = torch.where(
+        reach, total.unsqueeze(-1) - total.unsqueeze(-2) + local_m.unsqueeze(-2),
+        torch.full((), float("-inf"), dtype=c0.dtype, device=c0.device),
+    )
+    carried = total + m0.unsqueeze(-1)  # the state before step 0, at the end of chunk j
+    m_end = log_w.amax(-1)
+    m_end = torch.where(from_start, torch.maximum(carried, m_end), m_end)
+    ends = torch.exp(log_w - m_end.unsqueeze(-1)) @ local_states.reshape(batch, heads, chunks, d * e)
+    zero = torch.zeros((), dtype=c0.dtype, device=c0.device)
+    ends = ends.reshape(local_states.shape) + _exp_masked(carried - m_end, from_start)[..., None, None] * torch.where(
+        from_start[..., None, None], c0.unsqueeze(2), zero
+    )
+    entering = torch.cat([c0.unsqueeze(2), ends[:, :, :-1]], dim=2)
+    entering_m = torch.cat([m0.unsqueeze(-1), m_end[..., :-1]], dim=-1)
+    return entering, entering_m, ends[:, :, -1], m_end[..., -1]
 
 
 def mlstm_chunked(
@@ -100,11 +141,16 @@ def mlstm_chunked(
 
     q, k, v, log_f, log_i = chunked(q), chunked(k), chunked(v), chunked(log_f), chunked(log_i)
     live, clean = episode_masks(starts, batch, chunks, length, q.device)
-    live, clean = live.unsqueeze(1), clean.unsqueeze(1)  # broadcast over heads
-    neg_inf = torch.full((), float("-inf"), dtype=q.dtype, device=q.device)
+    clean = clean.unsqueeze(1)  # broadcast over heads
+    # the mask as an additive 0 / -inf term (built once, shared by the heads): adding is several
+    # times cheaper than torch.where on CPU
+    if starts is None:
+        live = live[0, 0]  # causal (L, L)
+    blocked = torch.zeros(live.shape, dtype=q.dtype, device=q.device).masked_fill_(~live, float("-inf"))
+    blocked = blocked if starts is None else blocked.unsqueeze(1)
 
     cum = log_f.cumsum(-1)  # F_t (B, heads, chunks, L)
-    decay = torch.where(live, cum.unsqueeze(-1) - cum.unsqueeze(-2) + log_i.unsqueeze(-2), neg_inf)  # (.., t, s)
+    decay = (cum.unsqueeze(-1) - cum.unsqueeze(-2)) + (log_i.unsqueeze(-2) + blocked)  # (.., t, s)
     # the stabiliser's extra term at an episode start: the recurrence's log f + m with m reset to 0
     if starts is None:
         decay_m = decay
@@ -117,28 +163,19 @@ def mlstm_chunked(
     # each chunk's write into its end state, in its own stabiliser local_max[..., -1]
     end_weights = torch.exp(decay[..., -1, :] - local_max[..., -1:])  # (B, heads, chunks, L)
     local_states = (k * end_weights.unsqueeze(-1)).transpose(-1, -2) @ v  # (B, heads, chunks, d, e)
-    state, m_state = c0, m0
-    entering, entering_m = [], []
-    for c in range(chunks):
-        entering.append(state)
-        entering_m.append(m_state)
-        keep = clean[:, :, c, -1]  # (B, 1): no start inside the chunk
-        carried = cum[:, :, c, -1] + m_state
-        local_m = local_max[:, :, c, -1]
-        m_new = torch.where(keep, torch.maximum(carried, local_m), local_m)
-        state = (
-            _exp_masked(carried - m_new, keep)[..., None, None] * torch.where(keep[..., None, None], state, 0.0)
-            + torch.exp(local_m - m_new)[..., None, None] * local_states[:, :, c]
-        )
-        m_state = m_new
-    entering_states = torch.stack(entering, dim=2)  # (B, heads, chunks, d, e)
-    entering_m_t = torch.stack(entering_m, dim=2).unsqueeze(-1)  # (B, heads, chunks, 1)
+    entering_states, entering_m, state, m_state = _chain_chunks(
+        local_states, local_max[..., -1], cum[..., -1], clean[..., -1], c0, m0
+    )
+    entering_m_t = entering_m.unsqueeze(-1)  # (B, heads, chunks, 1)
 
     carried = cum + entering_m_t  # the entering state's log weight at step t
     m = torch.where(clean, torch.maximum(carried, local_max), local_max)  # (B, heads, chunks, L)
     weights = torch.exp(decay - m.unsqueeze(-1))  # masked entries: exp(-inf) = 0
     out = ((q @ k.transpose(-1, -2)) * weights) @ v
-    out = out + _exp_masked(carried - m, clean).unsqueeze(-1) * (q @ entering_states)
+    from_entering = q @ entering_states
+    if starts is not None:  # selection: a non-finite entering state must not leak past a start
+        from_entering = torch.where(clean.unsqueeze(-1), from_entering, torch.zeros((), dtype=q.dtype, device=q.device))
+    out = out + _exp_masked(carried - m, clean).unsqueeze(-1) * from_entering
     out = out.reshape(batch, heads, chunks * length, -1)[:, :, :steps].permute(2, 0, 1, 3)
     m = m.reshape(batch, heads, chunks * length)[:, :, :steps].permute(2, 0, 1)
     return out, m, state, m_state
@@ -185,6 +222,8 @@ class MlstmLayer(ScanLayer):
             zero = torch.zeros((), dtype=h0.dtype, device=h0.device)
             c0 = torch.where(starts[0].reshape(batch, 1, 1, 1), zero, c0)
             m0 = torch.where(starts[0].reshape(batch, 1), zero, m0)
+            if not bool(starts[1:].any()):  # the zeroed state is the whole reset: the kernel needs no masks
+                starts = None
         if steps == 1:  # a rollout step: the recurrence itself
             m_state = torch.maximum(log_f[0] + m0, log_i[0])
             state = (
