@@ -40,3 +40,17 @@ def test_feed_forward_policy_cannot():
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
     # expectation 0, standard error of the mean 1/sqrt(200) ~ 0.07
     assert abs(mean_return) < 0.3
+
+
+# Scan torsos (mlstm, linear_attention, shm, rtu) through the generic policy, with DREAM's settings.
+SCAN_TORSOS_B = ["mlstm", "linear_attention", "shm", "rtu"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("torso", SCAN_TORSOS_B)
+def test_scan_torso_policy_recalls_the_cue(torso):
+    env = make_vec_env(**TASK, seed=0)
+    model = RecurrentPPO("MlpTorsoPolicy", env, policy_kwargs=dict(torso=torso, lstm_hidden_size=32), **PPO_KWARGS)
+    model.learn(BUDGET)
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
+    assert mean_return >= 0.9, f"{torso}: mean return {mean_return:.2f}"
