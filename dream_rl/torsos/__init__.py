@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dream_rl.torsos.base import RecurrentTorso, reset_where
 from dream_rl.torsos.dream import DreamTorso
+from dream_rl.torsos.elman import ElmanTorso
 from dream_rl.torsos.gru import GruTorso
+from dream_rl.torsos.leworld import LeWorldTorso
 from dream_rl.torsos.lstm import LstmTorso
+from dream_rl.torsos.self_attention import SelfAttentionTorso
+from dream_rl.torsos.slstm import SlstmTorso
 
 __all__ = ["TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where"]
 
@@ -18,4 +22,8 @@ TORSOS: dict[str, type[RecurrentTorso]] = {
     "dream": DreamTorso,
     "lstm": LstmTorso,
     "gru": GruTorso,
+    "elman": ElmanTorso,
+    "slstm": SlstmTorso,
+    "self_attention": SelfAttentionTorso,
+    "leworld": LeWorldTorso,
 }
