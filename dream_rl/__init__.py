@@ -22,10 +22,13 @@ from dream_rl.sb3 import (
     MultiInputDreamPolicy,
     MultiInputGruPolicy,
     MultiInputLstmTorsoPolicy,
+    MlpTorsoPolicy,
+    CnnTorsoPolicy,
+    MultiInputTorsoPolicy,
     TorsoInternalsCallback,
 )
 from dream_rl.state import DREAMState
-from dream_rl.torsos import DreamTorso, GruTorso, LstmTorso, RecurrentTorso
+from dream_rl.torsos import TORSOS, DreamTorso, GruTorso, LstmTorso, RecurrentTorso
 
 __version__ = "0.1.0"
 
@@ -33,6 +36,10 @@ register_envs()
 
 __all__ = [
     "POLICIES",
+    "TORSOS",
+    "MlpTorsoPolicy",
+    "CnnTorsoPolicy",
+    "MultiInputTorsoPolicy",
     "CnnDreamPolicy",
     "CnnGruPolicy",
     "CnnLstmTorsoPolicy",

@@ -14,6 +14,9 @@ from dream_rl.sb3.policies import (
     MultiInputLstmTorsoPolicy,
     PackedStateTorso,
     RecurrentTorsoPolicy,
+    MlpTorsoPolicy,
+    CnnTorsoPolicy,
+    MultiInputTorsoPolicy,
 )
 
 __all__ = [
@@ -28,6 +31,9 @@ __all__ = [
     "MultiInputGruPolicy",
     "MultiInputLstmTorsoPolicy",
     "PackedStateTorso",
+    "MlpTorsoPolicy",
+    "CnnTorsoPolicy",
+    "MultiInputTorsoPolicy",
     "RecurrentTorsoPolicy",
     "TorsoInternalsCallback",
 ]

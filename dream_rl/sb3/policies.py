@@ -6,18 +6,26 @@ the start. :class:`PackedStateTorso` presents a torso that way: its flat state (
 state) is split across ``h`` and ``c`` of one "layer", so the rollout buffer stores it at no
 extra cost and RecurrentPPO's zero-initialisation and resets are exact.
 
-The policies keep the stock constructor arguments with their stock meaning (``lstm_hidden_size``:
-units per layer, ``n_lstm_layers``, ``shared_lstm``, ``enable_critic_lstm``, ``lstm_kwargs``:
-extra arguments of the recurrent layers) and add ``dream_kwargs`` for DREAM.
+One generic policy, :class:`MlpTorsoPolicy` (and its ``Cnn``/``MultiInput`` forms), takes any
+registered memory by name: ``torso="ffm"`` with ``torso_kwargs={...}`` (see :data:`dream_rl.TORSOS`).
+It keeps the stock constructor arguments with their stock meaning (``lstm_hidden_size``: the torso's
+width, ``n_lstm_layers``, ``shared_lstm``, ``enable_critic_lstm``, ``lstm_kwargs``: extra arguments of
+the recurrent layers, merged into ``torso_kwargs``). The named DREAM, GRU and LSTM policies are
+presets of it; ``MlpDreamPolicy`` takes its DREAM options as ``dream_kwargs``.
+
+Importing this module adds every policy name to ``RecurrentPPO.policy_aliases``, so
+``RecurrentPPO("MlpDreamPolicy", env)`` works like SB3's own policy strings.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import (
@@ -30,11 +38,15 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos import DreamTorso, GruTorso, LstmTorso, RecurrentTorso
+from dream_rl.torsos import TORSOS, RecurrentTorso
 
 __all__ = [
     "PackedStateTorso",
     "RecurrentTorsoPolicy",
+    "MlpTorsoPolicy",
+    "CnnTorsoPolicy",
+    "MultiInputTorsoPolicy",
+    "RL_DREAM_DEFAULTS",
     "MlpDreamPolicy",
     "CnnDreamPolicy",
     "MultiInputDreamPolicy",
@@ -45,6 +57,7 @@ __all__ = [
     "CnnLstmTorsoPolicy",
     "MultiInputLstmTorsoPolicy",
     "POLICIES",
+    "check_observation",
 ]
 
 LstmStates = tuple[th.Tensor, th.Tensor]
@@ -74,12 +87,31 @@ class PackedStateTorso(nn.Module):
         return out, (h, c)
 
 
+def check_observation(obs: th.Tensor | dict[str, th.Tensor]) -> None:
+    """Raise :class:`DREAMError` if an observation holds NaN or inf, naming the env index (the batch
+    row: during rollouts and ``predict`` one row per env) and, for Dict observations, the key.
+    One reduction per tensor."""
+    items = obs.items() if isinstance(obs, dict) else [(None, obs)]
+    for key, value in items:
+        if not isinstance(value, th.Tensor) or not value.dtype.is_floating_point or bool(th.isfinite(value).all()):
+            continue
+        rows = (~th.isfinite(value.detach())).reshape(value.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+        where = f" (key {key!r})" if key is not None else ""
+        raise DREAMError(
+            f"a non-finite observation (NaN or inf){where} reached the policy at env index {rows[0]}"
+            + (f" (and {len(rows) - 1} more)" if len(rows) > 1 else "")
+            + "; fix that env's observations (stable_baselines3's VecCheckNan wrapper finds the step that made them)"
+        )
+
+
 class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
     """RecurrentPPO policy whose actor (and critic) memory is a :class:`RecurrentTorso`.
 
-    Subclasses implement :meth:`make_torso`. Arguments are those of sb3-contrib's
-    ``RecurrentActorCriticPolicy``, with the same meaning; ``features_extractor_class`` defaults
-    to the class attribute ``default_features_extractor`` (Flatten, NatureCNN or Combined).
+    Arguments are those of sb3-contrib's ``RecurrentActorCriticPolicy``, with the same meaning,
+    plus ``torso`` (a name in :data:`dream_rl.TORSOS`; default ``"lstm"``, as in ``MlpLstmPolicy``)
+    and ``torso_kwargs`` (the torso's own options, on top of :data:`TORSO_RL_DEFAULTS`).
+    ``features_extractor_class`` defaults to the class attribute ``default_features_extractor``
+    (Flatten, NatureCNN or Combined).
     """
 
     default_features_extractor: type[BaseFeaturesExtractor] = FlattenExtractor
@@ -108,7 +140,26 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
         shared_lstm: bool = False,
         enable_critic_lstm: bool = True,
         lstm_kwargs: dict[str, Any] | None = None,
+        torso: str = "lstm",
+        torso_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if torso not in TORSOS:
+            close = difflib.get_close_matches(str(torso), TORSOS, n=1)
+            raise DREAMError(
+                f"unknown torso {torso!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; registered torsos: {', '.join(TORSOS)}"
+            )
+        if isinstance(observation_space, spaces.Dict) and features_extractor_class is None and not issubclass(
+            self.default_features_extractor, CombinedExtractor
+        ):
+            name = type(self).__name__
+            multi = "MultiInput" + name.removeprefix("Mlp").removeprefix("Cnn")
+            raise DREAMError(
+                f"{name} cannot take a Dict observation space: use {multi if multi in POLICIES else 'MultiInputTorsoPolicy'}"
+                " (as SB3 asks for MultiInputPolicy), or pass a features_extractor_class that takes dicts"
+            )
+        self.torso_name = torso
+        self.torso_kwargs = {**TORSO_RL_DEFAULTS.get(torso, {}), **(torso_kwargs or {})}
         # The stock __init__ builds nn.LSTMs (and fails on numpy-integer feature sizes), so the
         # recurrent part is built here and only ActorCriticPolicy's __init__ is reused.
         self.lstm_output_dim = int(lstm_hidden_size)  # read by _build_mlp_extractor
@@ -162,8 +213,29 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
         # the optimizer built by ActorCriticPolicy does not know the torsos: rebuild it
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
+    # Every way in for an observation (forward: rollouts; get_distribution: predict; predict_values;
+    # evaluate_actions: training) checks it first: a NaN/inf observation would otherwise end, steps
+    # later, in the action distribution's "invalid values" error, which never mentions it.
+    def forward(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        check_observation(obs)
+        return super().forward(obs, *args, **kwargs)
+
+    def get_distribution(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        check_observation(obs)
+        return super().get_distribution(obs, *args, **kwargs)
+
+    def predict_values(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        check_observation(obs)
+        return super().predict_values(obs, *args, **kwargs)
+
+    def evaluate_actions(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
+        check_observation(obs)
+        return super().evaluate_actions(obs, *args, **kwargs)
+
     def make_torso(self, input_size: int) -> RecurrentTorso:
-        raise NotImplementedError
+        """One memory of width ``lstm_hidden_size`` over ``input_size`` features."""
+        torso_class = TORSOS[self.torso_name]
+        return torso_class(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs, **self.torso_kwargs)
 
     @property
     def torsos(self) -> list[RecurrentTorso]:
@@ -196,11 +268,13 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
             shared_lstm=self.shared_lstm,
             enable_critic_lstm=self.enable_critic_lstm,
             lstm_kwargs=self.lstm_kwargs,
+            torso=self.torso_name,
+            torso_kwargs=self.torso_kwargs,
         )
         return data
 
 
-# DREAM settings the policies use unless dream_kwargs says otherwise.
+# DREAM settings the policies use unless dream_kwargs / torso_kwargs say otherwise.
 # - time_step = 1, ltc_tau_sys = 2: one env step is one unit of time, the base time constant two
 #   steps. With the reference dt = 0.1 and tau_sys = 10 a step writes only ~1% of a new input into h.
 #   Measured with seed 0: RepeatFirst (20k steps) final return 0.50 (reference) vs 0.92 (dt = 1) vs
@@ -212,8 +286,50 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
 #   hidden size 256 and dt = 1). With kappa = 1 every state quantity stays bounded.
 RL_DREAM_DEFAULTS: dict[str, Any] = {"time_step": 1.0, "ltc_tau_sys": 2.0, "kappa": 1.0}
 
+# Per-torso options the policies apply unless torso_kwargs override them.
+TORSO_RL_DEFAULTS: dict[str, dict[str, Any]] = {"dream": RL_DREAM_DEFAULTS}
 
-class MlpDreamPolicy(RecurrentTorsoPolicy):
+
+class MlpTorsoPolicy(RecurrentTorsoPolicy):
+    """RecurrentPPO policy with any registered memory: ``policy_kwargs=dict(torso="ffm", torso_kwargs={...})``."""
+
+
+class CnnTorsoPolicy(MlpTorsoPolicy):
+    """Torso policy for image observations (NatureCNN features)."""
+
+    default_features_extractor = NatureCNN
+
+
+class MultiInputTorsoPolicy(MlpTorsoPolicy):
+    """Torso policy for Dict observations."""
+
+    default_features_extractor = CombinedExtractor
+
+
+class _TorsoPreset(RecurrentTorsoPolicy):
+    """A policy whose torso is fixed by the class (``preset_torso``); saved without ``torso``."""
+
+    preset_torso = "lstm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._reject_torso_choice(kwargs)
+        super().__init__(*args, torso=self.preset_torso, **kwargs)
+
+    def _reject_torso_choice(self, kwargs: dict[str, Any]) -> None:
+        for fixed in ("torso", "torso_kwargs"):
+            if fixed in kwargs:
+                raise DREAMError(
+                    f"{type(self).__name__} fixes the torso to {self.preset_torso!r}: pass {fixed!r} to "
+                    "MlpTorsoPolicy (or its Cnn/MultiInput forms) instead"
+                )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        del data["torso"], data["torso_kwargs"]
+        return data
+
+
+class MlpDreamPolicy(_TorsoPreset):
     """RecurrentPPO policy with DREAM memory (drop-in for ``MlpLstmPolicy``).
 
     Extra argument ``dream_kwargs``: any :class:`~dream_rl.DREAMConfig` field except ``input_dim``
@@ -224,37 +340,39 @@ class MlpDreamPolicy(RecurrentTorsoPolicy):
     cells), as ``nn.LSTM`` does.
     """
 
-    def __init__(self, *args: Any, dream_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self.dream_kwargs = {**RL_DREAM_DEFAULTS, **(dream_kwargs or {})}
-        super().__init__(*args, **kwargs)
+    preset_torso = "dream"
 
-    def make_torso(self, input_size: int) -> RecurrentTorso:
-        unknown = sorted(set(self.lstm_kwargs) - {"dropout"})
+    def __init__(self, *args: Any, dream_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self._reject_torso_choice(kwargs)
+        unknown = sorted(set(kwargs.get("lstm_kwargs") or {}) - {"dropout"})
         if unknown:
             raise DREAMError(
                 f"lstm_kwargs {unknown} not supported by DREAM: only 'dropout' applies; "
                 "DREAM's own settings go in dream_kwargs"
             )
-        return DreamTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs, **self.dream_kwargs)
+        RecurrentTorsoPolicy.__init__(self, *args, torso="dream", torso_kwargs=dream_kwargs, **kwargs)
+
+    @property
+    def dream_kwargs(self) -> dict[str, Any]:
+        """The DREAM options in use: :data:`RL_DREAM_DEFAULTS` updated by the given ``dream_kwargs``."""
+        return self.torso_kwargs
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "dream_kwargs": self.dream_kwargs}
 
 
-class MlpGruPolicy(RecurrentTorsoPolicy):
+class MlpGruPolicy(_TorsoPreset):
     """RecurrentPPO policy with GRU memory. ``lstm_kwargs`` go to ``nn.GRU``."""
 
-    def make_torso(self, input_size: int) -> RecurrentTorso:
-        return GruTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs)
+    preset_torso = "gru"
 
 
-class MlpLstmTorsoPolicy(RecurrentTorsoPolicy):
+class MlpLstmTorsoPolicy(_TorsoPreset):
     """The LSTM through the same torso adapter as DREAM and GRU (one fused ``nn.LSTM`` call per
     training sequence), for comparisons where only the memory differs. ``lstm_kwargs`` go to
     ``nn.LSTM``. sb3-contrib's ``MlpLstmPolicy`` computes the same function."""
 
-    def make_torso(self, input_size: int) -> RecurrentTorso:
-        return LstmTorso(input_size, self.lstm_hidden_size, self.n_lstm_layers, **self.lstm_kwargs)
+    preset_torso = "lstm"
 
 
 class CnnDreamPolicy(MlpDreamPolicy):
@@ -296,8 +414,13 @@ class MultiInputLstmTorsoPolicy(MlpLstmTorsoPolicy):
 POLICIES: dict[str, type[RecurrentTorsoPolicy]] = {
     cls.__name__: cls
     for cls in (
+        MlpTorsoPolicy, CnnTorsoPolicy, MultiInputTorsoPolicy,
         MlpDreamPolicy, CnnDreamPolicy, MultiInputDreamPolicy,
         MlpGruPolicy, CnnGruPolicy, MultiInputGruPolicy,
         MlpLstmTorsoPolicy, CnnLstmTorsoPolicy, MultiInputLstmTorsoPolicy,
     )
 }
+
+# SB3 resolves policy strings through the algorithm's `policy_aliases`: register ours, so that
+# RecurrentPPO("MlpDreamPolicy", env) and saved models naming them work after `import dream_rl`.
+RecurrentPPO.policy_aliases = {**RecurrentPPO.policy_aliases, **POLICIES}

@@ -1,0 +1,32 @@
+"""``nn.LSTM`` (oneDNN-fused on CPU) as a torso.
+
+State size: ``2·L·H`` (h and c of every layer); 128 at width 64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
+from dream_rl.torsos.base import RecurrentTorso
+
+__all__ = ["LstmTorso"]
+
+
+class LstmTorso(RecurrentTorso):
+    """``nn.LSTM`` behind the torso interface. Flat state: ``[h (L·H), c (L·H)]``, layer-major."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **lstm_kwargs: Any) -> None:
+        super().__init__()
+        reject_layout_kwargs(lstm_kwargs, "LSTM")
+        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.rnn = nn.LSTM(self.input_size, self.output_size, num_layers=self.num_layers, **lstm_kwargs)
+        self.state_size = 2 * self.num_layers * self.output_size
+
+    def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = state.chunk(2, dim=1)  # each (B, L·H)
+        out, (h, c) = self.rnn(features, (to_layers(h, self.num_layers), to_layers(c, self.num_layers)))
+        return out, torch.cat([from_layers(h), from_layers(c)], dim=1)
