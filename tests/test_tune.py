@@ -214,3 +214,18 @@ def test_python_m_entry_point_has_tune():
     result = subprocess.run([sys.executable, "-m", "dream_rl", "tune", "--help"], capture_output=True, text=True,
                             cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert result.returncode == 0 and "--trials" in result.stdout and "--storage" in result.stdout
+
+
+def test_storage_forms(tmp_path):
+    from dream_rl.experiments.tune import resolve_storage
+
+    text, storage = resolve_storage(None, tmp_path / "exp")
+    assert text == f"sqlite:///{(tmp_path / 'exp' / 'study.db').resolve()}"
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    text, storage = resolve_storage(str(tmp_path / "other.db"), tmp_path)
+    assert text.startswith("sqlite:///") and text.endswith("other.db")
+    for journal in (str(tmp_path / "j" / "study.log"), f"journal:{tmp_path / 'study.txt'}"):
+        text, storage = resolve_storage(journal, tmp_path)
+        assert text.startswith("journal file") and isinstance(storage, optuna.storages.JournalStorage)
+    with pytest.raises(ConfigError, match="--storage nosuchdb://x: cannot open it"):
+        resolve_storage("nosuchdb://x", tmp_path)
