@@ -34,9 +34,9 @@ under each run's score-vs-steps curve divided by the steps spanned (the report's
 rewards learning early.
 
 Pruning: after every periodic evaluation the trial reports the objective so far (the finished
-runs' values and the current run's value up to now, averaged) at step ``run index *
-total_timesteps + steps of the evaluation``; Optuna's median pruner stops a trial whose best
-reported value is below the median of the finished trials at the same step. A pruned run stops
+runs' values and the current run's value up to now, averaged) at step ``budgets of the earlier
+runs + steps of the evaluation``; Optuna's median pruner stops a trial whose best reported value
+is below the median of the finished trials at the same step. A pruned run stops
 at that evaluation (its ``run_info.json`` says ``pruned``).
 
 Storage: an SQLite file ``<output_dir>/<name>/study.db`` by default; any Optuna RDB URL
@@ -293,8 +293,12 @@ def substitute(raw: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _narrow_to_policy(raw: dict[str, Any], policy: str) -> dict[str, Any]:
+    """The raw config with only ``policy`` under policies (and no report baseline naming another)."""
     narrowed = dict(raw)
     narrowed["policies"] = {policy: raw["policies"][policy]}
+    report = raw.get("report")
+    if isinstance(report, dict) and report.get("baseline") not in (None, policy):
+        narrowed["report"] = {key: value for key, value in report.items() if key != "baseline"}
     return narrowed
 
 
@@ -432,22 +436,20 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from dream_rl.experiments.runner import train_run
-
         values = {param.key: param.suggest(trial) for param in self.settings.space}
         config = validate_config(self.trial_raw(trial.number, values))
         shutil.rmtree(config.experiment_dir, ignore_errors=True)  # left by an earlier study of that name
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v!r}" for k, v in values.items())
         self.log(f"[trial {trial.number}] {shown}")
 
-        train = config.train
         earlier: list[float] = []
+        steps_before = 0  # the runs' budgets so far: a run's steps count on from there
         for index, run in enumerate(config.runs()):
-            run_dir = config.run_dir(*run)
+            run_dir, budget, train_one = _run_handle(config, run)
             reporter = _make_reporter(trial, run_dir / "eval.csv", self.settings.objective, earlier,
-                                      index * train.total_timesteps, train.total_timesteps,
-                                      pruning=self.settings.pruner is not None)
-            train_run(config, *run, progress_bar=False, extra_callbacks=[reporter],
+                                      steps_before, budget, pruning=self.settings.pruner is not None)
+            steps_before += budget
+            train_one(progress_bar=False, extra_callbacks=[reporter],
                       log=lambda line: self.log(f"[trial {trial.number}] {line}"))
             if reporter.pruned:
                 _mark_pruned(run_dir)
@@ -457,6 +459,19 @@ class _Objective:
         value = float(sum(earlier) / len(earlier))
         self.log(f"[trial {trial.number}] {self.settings.objective} = {value:.4f}")
         return value
+
+
+def _run_handle(config: Any, run: Any) -> tuple[Path, int, Callable[..., Any]]:
+    """(folder, budget in env steps, a function training it) of one of ``config.runs()``.
+
+    Two runner interfaces are served: ``Run`` objects trained by ``train_run(run, ...)`` (the
+    env x policy x seed experiments, each run with its env's budget) and ``(label, seed)`` pairs
+    trained by ``train_run(config, label, seed, ...)``."""
+    from dream_rl.experiments.runner import train_run
+
+    if hasattr(run, "run_dir"):
+        return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
+    return config.run_dir(*run), int(config.train.total_timesteps), lambda **kwargs: train_run(config, *run, **kwargs)
 
 
 def _mark_pruned(run_dir: Path) -> None:
