@@ -42,10 +42,12 @@ def test_feed_forward_policy_cannot():
     assert abs(mean_return) < 0.3
 
 
-# Every other memory through the generic policy, with DREAM's task, settings and budget.
+# Every other memory through the generic policy, with DREAM's task, settings and budget
+# (10-40 s each on 2 cores: run apart with `pytest -m slow`).
 OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torso", OTHER_TORSOS)
 def test_torso_policy_recalls_the_cue(torso):
     env = make_vec_env(**TASK, seed=0)
