@@ -116,16 +116,17 @@ def test_mlstm_chunked_kernel_pads_without_changing_the_state():
 # ---------------------------------------------------------------- linear attention
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 4, 11, 64])
-def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk):
-    """Katharopoulos et al.: y_t = Σ_s φ(q_t)·φ(k_s) v_s / (Σ_s φ(q_t)·φ(k_s) + ε) over the episode so far."""
+@pytest.mark.parametrize("chunk, feed_forward", [(1, False), (3, True), (4, False), (11, False), (64, True)])
+def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk, feed_forward):
+    """Katharopoulos et al.: y_t = Σ_s φ(q_t)·φ(k_s) v_s / (Σ_s φ(q_t)·φ(k_s) + ε) over the episode so far,
+    then (POPGym's block) the optional feed-forward and the linear shortcut."""
     torch.manual_seed(0)
-    torso = TORSOS["linear_attention"](F_IN, 8, head_dim=4, chunk=chunk).double()
+    torso = TORSOS["linear_attention"](F_IN, 8, head_dim=4, chunk=chunk, feed_forward=feed_forward).double()
     layer = torso.layers[0]
     x, starts = inputs(), some_starts()
     with torch.no_grad():
         out, _ = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
-        q, k, v = layer.qkv(x).reshape(T, B, 3, 2, 4).unbind(2)
+        q, k, v = layer.qkv(x).reshape(T, B, 3, 2, 4).unbind(2)  # [q | k | v], heads of 4
         q, k = F.elu(q) + 1, F.elu(k) + 1
         expected = torch.zeros(T, B, 2, 4, dtype=torch.float64)
         for b in range(B):
@@ -136,7 +137,10 @@ def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk):
                 sim = (q[t, b].unsqueeze(0) * k[episode_start : t + 1, b]).sum(-1)  # (steps, heads)
                 num = (sim.unsqueeze(-1) * v[episode_start : t + 1, b]).sum(0)
                 expected[t, b] = num / (sim.sum(0).unsqueeze(-1) + 1e-6)
-        expected = layer.feed_forward(expected.reshape(T, B, 8)) + layer.shortcut(x)
+        expected = expected.reshape(T, B, 8)
+        if feed_forward:
+            expected = layer.feed_forward(expected)
+        expected = expected + layer.shortcut(x)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
 
 
@@ -259,7 +263,7 @@ def test_bad_options_name_the_problem(name, kwargs, hidden, message):
         TORSOS[name](F_IN, hidden, **kwargs)
 
 
-@pytest.mark.parametrize("name, state_size", [("mlstm", 1092), ("linear_attention", 1088), ("shm", 1025), ("rtu", 64)])
+@pytest.mark.parametrize("name, state_size", [("mlstm", 1092), ("linear_attention", 1088), ("shm", 257), ("rtu", 64)])
 def test_documented_state_size_at_width_64(name, state_size):
     assert TORSOS[name](8, 64).state_size == state_size
     assert TORSOS[name](8, 64, num_layers=2).state_size == 2 * state_size

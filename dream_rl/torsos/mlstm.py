@@ -42,7 +42,7 @@ Initialisation (xLSTM's code): gate weights zero, ``b_i ~ N(0, 0.1)``, ``b_f`` e
 output gate with ``nn.Linear``'s default; norm weight 1.
 
 Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it; 4 heads at width 64), ``chunk = 16``
-(measured with ``scripts/bench_zoo.py``).
+(measured against 8 and 32 at the benchmark sizes).
 
 State size: ``L·(heads·d·(d + 1) + heads)`` = ``L·(H·(d + 1) + H/d)``; 1092 at width 64.
 """
