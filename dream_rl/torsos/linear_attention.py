@@ -14,8 +14,9 @@ over a matrix state per head (``d = head_dim``)::
 denominator come from one product. A training sequence runs chunk by chunk: inside a chunk of
 ``chunk`` steps the outputs are causal, unnormalised attention ``Σ_s [same episode] (φ(q_t)·φ(k_s)) v_s``
 plus the entering state's ``S_eᵀ φ(q_t)``, and only chunk-end states are materialised (never the
-``T·d²`` states of every step), chained across chunks by one masked sum (no loop); an episode start cuts every path that crosses it (by selection, so a
-NaN in a finished episode's state does not leak). A rollout step applies the recurrence itself.
+``T·d²`` states of every step), chained across chunks by one masked sum (no loop). An episode start
+cuts every path that crosses it; a state from before a start is dropped by selection, so a NaN in a
+finished episode's state does not leak. A rollout step applies the recurrence itself.
 The decay is 1, so the scan family's ``h = a h + b`` is here ``a = 1`` with resets, and the chunked
 form is exact (no decay products at all).
 

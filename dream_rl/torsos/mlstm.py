@@ -28,8 +28,9 @@ reset ``m = 0``). Only chunk-end states are materialised, each with its own loca
 exponents are ``<= 0``. The chunk-end states are chained in closed form too (the same masked,
 log-weighted sum at chunk scale; no loop over chunks). Log weights are differences of cumulative
 log forget gates, which are ``<= 0`` sums: their rounding grows with ``|Σ log f|`` but never
-overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start cuts every path that crosses it, by selection. A rollout
-step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
+overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start
+cuts every path that crosses it (an additive ``-inf`` in the log weights; a state from before the
+start is dropped by selection, so a NaN in it does not leak). A rollout step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
 its gradient defined; ``m < -80`` needs ``ĩ < -80``).
 
 Changes from the xLSTM block, and why: no up-projection and no causal convolution (each would
