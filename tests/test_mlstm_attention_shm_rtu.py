@@ -59,10 +59,17 @@ def test_mlstm_is_the_paper_cell_with_its_stabiliser_in_the_state(chunk):
     with torch.no_grad():
         layer.gates.weight.normal_(0.0, 0.5)  # input-dependent gates, exponents of either sign
     x, starts = inputs(), some_starts()
-    with torch.no_grad():
-        out, state = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
-        expected, C, n = mlstm_reference(layer, x, starts)
+    out, state = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
+    expected, C, n = mlstm_reference(layer, x, starts)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    # the stabiliser is detached; the gradients are still the cell's exact ones
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    params = list(torso.parameters())
+    grads = torch.autograd.grad((out * weights).sum(), params)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+    for name_param, got, want in zip(torso.named_parameters(), grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=name_param[0])
+    out, state, expected, C, n = out.detach(), state.detach(), expected.detach(), C.detach(), n.detach()
     # the flat state holds [C | n] / e^m and m, with m the recurrence's stabiliser
     memory = state[:, : layer.memory_size].reshape(B, 2, 4, 5)  # (B, heads, d_k, d_v + 1)
     m = state[:, layer.memory_size :]

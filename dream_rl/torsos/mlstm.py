@@ -31,7 +31,9 @@ log forget gates, which are ``<= 0`` sums: their rounding grows with ``|Σ log f
 overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start
 cuts every path that crosses it (an additive ``-inf`` in the log weights; a state from before the
 start is dropped by selection, so a NaN in it does not leak). A rollout step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
-its gradient defined; ``m < -80`` needs ``ĩ < -80``).
+its gradient defined; ``m < -80`` needs ``ĩ < -80``). The stabiliser carries no gradient (it is
+detached, as in xLSTM's kernels): outputs do not depend on it, and a state ``(C, n, m)`` stands for
+``e^m (C, n)``, so the gradients through ``m`` cancel exactly; dropping them saves backward work.
 
 Changes from the xLSTM block, and why: no up-projection and no causal convolution (each would
 multiply or extend the state RecurrentPPO stores per env), no learnable skip or down-projection;
@@ -98,7 +100,7 @@ def _chain_chunks(
     )
     carried = total + m0.unsqueeze(-1)  # the state before step 0, at the end of chunk j
     m_end = log_w.amax(-1)
-    m_end = torch.where(from_start, torch.maximum(carried, m_end), m_end)
+    m_end = torch.where(from_start, torch.maximum(carried, m_end), m_end).detach()
     ends = torch.exp(log_w - m_end.unsqueeze(-1)) @ local_states.reshape(batch, heads, chunks, d * e)
     zero = torch.zeros((), dtype=c0.dtype, device=c0.device)
     ends = ends.reshape(local_states.shape) + _exp_masked(carried - m_end, from_start)[..., None, None] * torch.where(
@@ -159,7 +161,7 @@ def mlstm_chunked(
         is_start = starts.transpose(0, 1).reshape(batch, 1, chunks, length)
         reset_term = torch.where(is_start, (log_f - log_i).clamp_min(0.0), torch.zeros((), dtype=q.dtype, device=q.device))
         decay_m = decay + reset_term.unsqueeze(-2)
-    local_max = decay_m.amax(-1)  # (B, heads, chunks, L): max over steps s of the chunk
+    local_max = decay_m.amax(-1).detach()  # (B, heads, chunks, L): max over steps s of the chunk
 
     # each chunk's write into its end state, in its own stabiliser local_max[..., -1]
     end_weights = torch.exp(decay[..., -1, :] - local_max[..., -1:])  # (B, heads, chunks, L)
@@ -170,7 +172,7 @@ def mlstm_chunked(
     entering_m_t = entering_m.unsqueeze(-1)  # (B, heads, chunks, 1)
 
     carried = cum + entering_m_t  # the entering state's log weight at step t
-    m = torch.where(clean, torch.maximum(carried, local_max), local_max)  # (B, heads, chunks, L)
+    m = torch.where(clean, torch.maximum(carried, local_max), local_max).detach()  # (B, heads, chunks, L)
     weights = torch.exp(decay - m.unsqueeze(-1))  # masked entries: exp(-inf) = 0
     out = ((q @ k.transpose(-1, -2)) * weights) @ v
     from_entering = q @ entering_states
@@ -226,7 +228,7 @@ class MlstmLayer(ScanLayer):
             if not bool(starts[1:].any()):  # the zeroed state is the whole reset: the kernel needs no masks
                 starts = None
         if steps == 1:  # a rollout step: the recurrence itself
-            m_state = torch.maximum(log_f[0] + m0, log_i[0])
+            m_state = torch.maximum(log_f[0] + m0, log_i[0]).detach()
             state = (
                 torch.exp(log_f[0] + m0 - m_state)[..., None, None] * c0
                 + torch.exp(log_i[0] - m_state)[..., None, None] * (k[0].unsqueeze(-1) * v[0].unsqueeze(-2))
