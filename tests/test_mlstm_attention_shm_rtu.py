@@ -274,3 +274,25 @@ def test_bad_options_name_the_problem(name, kwargs, hidden, message):
 def test_documented_state_size_at_width_64(name, state_size):
     assert TORSOS[name](8, 64).state_size == state_size
     assert TORSOS[name](8, 64, num_layers=2).state_size == 2 * state_size
+
+
+@pytest.mark.parametrize("name", ["mlstm", "linear_attention"])
+def test_long_float32_sequence_agrees_with_the_steps(name):
+    """The chunked forms sum log gates over whole sequences: over 256 float32 steps they still match
+    the step recurrence to float32 rounding."""
+    torch.manual_seed(0)
+    torso = TORSOS[name](F_IN, 16, head_dim=8)
+    if name == "mlstm":
+        with torch.no_grad():
+            torso.layers[0].gates.weight.normal_(0.0, 0.3)
+            torso.layers[0].gates.bias[2:] = 0.0  # forget gates near 1/2: Σ log f reaches about -180
+    x = inputs(steps=256).float()
+    state = torso.initial_state(B)
+    with torch.no_grad():
+        out, final = torso(x, state)
+        steps, step_state = [], state
+        for t in range(256):
+            step_out, step_state = torso(x[t : t + 1], step_state)
+            steps.append(step_out)
+    torch.testing.assert_close(out, torch.cat(steps), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(final, step_state, rtol=1e-4, atol=1e-4)
