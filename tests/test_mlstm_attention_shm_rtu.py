@@ -39,25 +39,28 @@ def mlstm_reference(layer, x, starts):
     for t in range(x.shape[0]):
         keep = (~starts[t]).to(x.dtype).reshape(-1, 1, 1)
         C, n = C * keep.unsqueeze(-1), n * keep
-        q, k, v = layer.qkv(x[t]).reshape(-1, 3, heads, d).unbind(1)
+        W, H = layer.proj.weight, layer.hidden_size  # rows [q, k, v, o, ĩ, f̃]; bias on [o, ĩ, f̃]
+        q, k, v = (x[t] @ W[: 3 * H].T).reshape(-1, 3, heads, d).unbind(1)
         k = k / math.sqrt(d)
-        i_pre, f_pre = layer.gates(x[t]).chunk(2, dim=-1)
+        o_pre, i_pre, f_pre = (x[t] @ W[3 * H :].T + layer.gate_bias).split([H, heads, heads], dim=-1)
         i_gate, f_gate = torch.exp(i_pre), torch.sigmoid(f_pre)
         C = f_gate[..., None, None] * C + i_gate[..., None, None] * (v.unsqueeze(-1) * k.unsqueeze(-2))
         n = f_gate[..., None] * n + i_gate[..., None] * k
         h = (C @ q.unsqueeze(-1)).squeeze(-1) / torch.clamp((n * q).sum(-1, keepdim=True).abs(), min=1.0)
         h = F.layer_norm(h, (d,)).reshape(x.shape[1], -1) * layer.norm_weight
-        outs.append(torch.sigmoid(layer.out_gate(x[t])) * h)
+        outs.append(torch.sigmoid(o_pre) * h)
     return torch.stack(outs), C, n
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 16])
 def test_mlstm_is_the_paper_cell_with_its_stabiliser_in_the_state(chunk):
+    """xLSTM's mLSTM cell, and its initialisation: gate weights zero, forget biases over [3, 6]."""
     torch.manual_seed(0)
     torso = TORSOS["mlstm"](F_IN, 8, head_dim=4, chunk=chunk).double()
     layer = torso.layers[0]
+    assert not layer.proj.weight[32:].any() and layer.gate_bias[10:].tolist() == [3.0, 6.0]
     with torch.no_grad():
-        layer.gates.weight.normal_(0.0, 0.5)  # input-dependent gates, exponents of either sign
+        layer.proj.weight[32:].normal_(0.0, 0.5)  # input-dependent ĩ, f̃: exponents of either sign
     x, starts = inputs(), some_starts()
     out, state = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
     expected, C, n = mlstm_reference(layer, x, starts)
@@ -80,7 +83,7 @@ def test_mlstm_is_the_paper_cell_with_its_stabiliser_in_the_state(chunk):
     with torch.no_grad():
         for t in range(T):
             m_ref = torch.where(starts[t].reshape(-1, 1), 0.0, m_ref)
-            i_pre, f_pre = layer.gates(x[t]).chunk(2, dim=-1)
+            _, _, _, _, i_pre, f_pre = layer.project(x[t])
             m_ref = torch.maximum(F.logsigmoid(f_pre) + m_ref, i_pre)
     torch.testing.assert_close(m, m_ref, rtol=1e-12, atol=1e-12)
 
@@ -90,7 +93,7 @@ def test_mlstm_large_input_gates_stay_finite_in_float32():
     torch.manual_seed(0)
     torso = TORSOS["mlstm"](F_IN, 8, head_dim=4, chunk=4)
     with torch.no_grad():
-        torso.layers[0].gates.bias[:2] = 200.0
+        torso.layers[0].gate_bias[8:10] = 200.0  # ĩ of both heads
     x = inputs().float()
     state = torso.initial_state(B)
     out, final = torso(x, state)
@@ -284,8 +287,8 @@ def test_long_float32_sequence_agrees_with_the_steps(name):
     torso = TORSOS[name](F_IN, 16, head_dim=8)
     if name == "mlstm":
         with torch.no_grad():
-            torso.layers[0].gates.weight.normal_(0.0, 0.3)
-            torso.layers[0].gates.bias[2:] = 0.0  # forget gates near 1/2: Σ log f reaches about -180
+            torso.layers[0].proj.weight[64:].normal_(0.0, 0.3)
+            torso.layers[0].gate_bias[18:] = 0.0  # forget gates near 1/2: Σ log f reaches about -180
     x = inputs(steps=256).float()
     state = torso.initial_state(B)
     with torch.no_grad():

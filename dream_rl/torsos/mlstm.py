@@ -42,7 +42,7 @@ layer input, as in the paper's cell equations.
 
 Initialisation (xLSTM's code): gate weights zero, ``b_i ~ N(0, 0.1)``, ``b_f`` evenly spaced over
 ``[3, 6]`` across heads (forget gates near 1: long memory at the start), ``b_o = 0``; q, k, v and the
-output gate with ``nn.Linear``'s default; norm weight 1.
+output gate with ``nn.Linear``'s default (all six share one projection matrix); norm weight 1.
 
 Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it; 4 heads at width 64), ``chunk = 16``
 (measured against 8 and 32 at the benchmark sizes).
@@ -200,24 +200,30 @@ class MlstmLayer(ScanLayer):
         self.heads, self.head_dim, self.hidden_size, self.chunk = heads, head_dim, hidden_size, chunk
         self.memory_size = hidden_size * (head_dim + 1)
         self.state_size = self.memory_size + heads
-        self.qkv = nn.Linear(input_size, 3 * hidden_size, bias=False)
-        self.out_gate = nn.Linear(input_size, hidden_size)
+        # one projection for q, k, v, the output gate and the two exponential/forget gates (one matmul
+        # instead of three); bias only on the gates (q, k, v carry none in the paper)
+        self.proj = nn.Linear(input_size, 4 * hidden_size + 2 * heads, bias=False)
+        self.gate_bias = nn.Parameter(torch.zeros(hidden_size + 2 * heads))  # [o, ĩ, f̃]
         with torch.no_grad():
-            self.out_gate.bias.zero_()
-        self.gates = nn.Linear(input_size, 2 * heads)
-        with torch.no_grad():
-            self.gates.weight.zero_()
-            self.gates.bias[:heads].normal_(0.0, 0.1)
-            self.gates.bias[heads:] = torch.linspace(3.0, 6.0, heads) if heads > 1 else torch.tensor([3.0])
+            self.proj.weight[4 * hidden_size :].zero_()  # ĩ and f̃ start input-independent
+            self.gate_bias[hidden_size : hidden_size + heads].normal_(0.0, 0.1)
+            self.gate_bias[hidden_size + heads :] = torch.linspace(3.0, 6.0, heads) if heads > 1 else torch.tensor([3.0])
         self.norm_weight = nn.Parameter(torch.ones(hidden_size))
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(..., input_size) → q, k / sqrt(d), [v, 1] (..., heads, d or d + 1), the output gate's
+        pre-activation (..., H), ĩ and f̃ (..., heads)."""
+        lead, heads, d, width = x.shape[:-1], self.heads, self.head_dim, self.hidden_size
+        qkv, gates = self.proj(x).split([3 * width, width + 2 * heads], dim=-1)
+        q, k, v = qkv.reshape(*lead, 3, heads, d).unbind(-3)
+        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates n
+        o_pre, i_pre, f_pre = (gates + self.gate_bias).split([width, heads, heads], dim=-1)
+        return q, k / d**0.5, v, o_pre, i_pre, f_pre
 
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         heads, d = self.heads, self.head_dim
-        q, k, v = self.qkv(x).reshape(steps, batch, 3, heads, d).unbind(2)
-        k = k / d**0.5
-        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates n
-        log_i, f_pre = self.gates(x).chunk(2, dim=-1)  # (T, B, heads) each
+        q, k, v, o_pre, log_i, f_pre = self.project(x)
         log_f = F.logsigmoid(f_pre)
         c0 = h0[:, : self.memory_size].reshape(batch, heads, d, d + 1)
         m0 = h0[:, self.memory_size :]
@@ -240,7 +246,7 @@ class MlstmLayer(ScanLayer):
         floor = torch.exp((-m).clamp_max(MAX_NEG_STABILISER)).unsqueeze(-1)
         h = out[..., :d] / torch.maximum(out[..., d:].abs(), floor)  # (T, B, heads, d)
         h = F.layer_norm(h, (d,)).reshape(steps, batch, self.hidden_size) * self.norm_weight  # per-head norm
-        y = torch.sigmoid(self.out_gate(x)) * h
+        y = torch.sigmoid(o_pre) * h
         return y, torch.cat([state.reshape(batch, self.memory_size), m_state], dim=1)
 
 
