@@ -24,8 +24,13 @@ Initialisation (Mamba-2): ``A = e^{A_log} ~ U(1, 16)`` per head; ``Δ = exp(U(lo
 projections without bias, ``nn.Linear``'s default init. Left out: Mamba's short causal convolution
 before the SiLU (it would add the last three inputs to the state).
 
+The RecurrentPPO policies apply RL defaults on top (``dream_rl.sb3.policies.TORSO_RL_DEFAULTS``):
+``dt_min = 0.1, dt_max = 1, a_init_range = (0.05, 1)``, one env step as about one unit of time; with
+the paper's values a step writes about 1% of its input and the T-maze test stayed at chance.
+
 Defaults: ``d_state = 16``, ``head_dim = 16``, ``expand = 1`` (inner width = H: Memorax's
-``Mamba2Config(features=64, num_heads=4, head_dim=16)``), ``chunk = 32``.
+``Mamba2Config(features=64, num_heads=4, head_dim=16)``), ``chunk = 32``, ``dt_min = 0.001``,
+``dt_max = 0.1``, ``a_init_range = (1, 16)`` (Mamba-2's).
 
 State size: ``L·expand·H·d_state``; 1024 at width 64.
 """
