@@ -103,6 +103,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "config_to_yaml",
+    "dump_yaml",
     "load_config",
     "parse_override",
     "policy_names",
@@ -135,11 +136,8 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads 3e-4 as a float and rejects duplicate keys."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789."))
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -207,7 +205,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.split(".")
     if not sep or not key or any(not part or not part.strip() for part in path):
         raise ConfigError(f"bad override {text!r}: expected KEY.PATH=VALUE, e.g. train.total_timesteps=5000", key)
-    if not value_text.strip():
+    if not value_text.strip(" \t\r\n"):  # YAML's white space (a lone U+00A0 is a value)
         raise ConfigError(f"bad override {text!r}: empty value (write null for None)", key)
     try:
         value = _yaml_load(value_text)
@@ -252,8 +250,11 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style lists of scalars (seeds: [0, 1], net_arch: [64, 64])."""
+    """Block-style mappings, flow-style lists of scalars (seeds: [0, 1], net_arch: [64, 64]);
+    quotes the strings that _Loader would read as floats ('1e5')."""
 
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789."))
 
 _Dumper.add_representer(
     list,
@@ -265,7 +266,12 @@ _Dumper.add_representer(
 
 def config_to_yaml(config: ExperimentConfig) -> str:
     """The resolved config as YAML (readable back by :func:`load_config`)."""
-    return yaml.dump(config.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    return dump_yaml(config.to_dict())
+
+
+def dump_yaml(value: Any, flow: bool = False) -> str:
+    """``value`` as YAML that :func:`read_yaml` and overrides read back as the same value."""
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=10**9)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -295,7 +301,8 @@ class _Problem(ValueError):
 
 
 def _dotted(path: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in path)
+    """``train.seeds``; a key that would break the one-line message is shown as its repr."""
+    return ".".join(str(part) if str(part).isprintable() else repr(part) for part in path)
 
 
 def _describe(value: Any) -> str:
@@ -564,6 +571,13 @@ class ExperimentConfig(_Section):
             if "env" in data and "envs" in data:
                 raise _Problem(("envs",), "give either env: (one environment) or envs: (a list), not both")
         return data
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _a_mapping(cls, env: Any) -> Any:
+        if env is None:  # (None is only the default of the envs: form)
+            raise _Problem((), "expected a mapping (id: ..., kwargs: ...), got None")
+        return env
 
     @field_validator("envs", mode="before")
     @classmethod

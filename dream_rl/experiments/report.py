@@ -328,12 +328,14 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
 def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -> Report:
     """Write the per-env comparisons and, with several envs, the aggregate (see the module doc)."""
     report = Report(text="")
-    tables, curves_by_env = [], []
-    for env in config.env_list:
-        curves, missing = load_curves(config, env)
-        curves_by_env.append(curves)
-        if missing:
-            log(f"note: no evaluations yet for {', '.join(missing)} (left out of the comparison)")
+    loaded = [load_curves(config, env) for env in config.env_list]
+    if not any(curves for curves, _ in loaded):
+        raise ConfigError(f"no evaluated runs under {config.experiment_dir}: run `dream-rl train` first")
+    missing = [name for _, names in loaded for name in names]
+    if missing:
+        log(f"note: no evaluations yet for {', '.join(missing)} (left out of the comparison)")
+    tables, curves_by_env = [], [curves for curves, _ in loaded]
+    for env, curves in zip(config.env_list, curves_by_env):
         if not curves:
             continue
         normalized = all(c.scores is not None for c in curves)
@@ -346,8 +348,6 @@ def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -
         plot_learning_curves(config, env, curves, files[2], normalized)
         tables.append(table)
         report.files += files
-    if not tables:
-        raise ConfigError(f"no evaluated runs under {config.experiment_dir}: run `dream-rl train` first")
     if len(config.env_list) > 1:
         aggregate, files = _write_aggregate(config, curves_by_env, log)
         tables = ([aggregate] if aggregate else []) + tables

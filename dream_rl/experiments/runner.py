@@ -231,8 +231,8 @@ def load_model(path: Path, env: VecEnv | None, device: str, what: str, way_on: s
 
 class ResumableTensorBoard(TensorBoardOutputFormat):
     """SB3's TensorBoard output, opened with ``purge_step``: a run resumed from a checkpoint at
-    step T hides what the interrupted session logged at steps >= T, so every curve stays one
-    monotonic line (and matches eval.csv, which is truncated at T the same way)."""
+    step T hides what the interrupted session logged after T, so every curve stays one monotonic
+    line (and matches eval.csv, which is truncated after T the same way)."""
 
     def __init__(self, folder: Path, purge_step: int | None) -> None:  # noqa: D107 (no super(): it would open a second writer)
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
@@ -501,7 +501,8 @@ def _train_locked(
         model._last_obs = None  # the envs are new: make learn() reset them  # noqa: SLF001
         _truncate_eval_record(run_dir / "eval.csv", resume_steps)
         log(f"[{name}] resuming from {path.name} at {resume_steps}/{train.total_timesteps} steps")
-    tensorboard = ResumableTensorBoard(run_dir / "tb", purge_step=resume_steps if start_from else None)
+    # a resumed run's history ends at resume_steps: TensorBoard hides later events of earlier sessions
+    tensorboard = ResumableTensorBoard(run_dir / "tb", purge_step=resume_steps + 1 if start_from else None)
     model.set_logger(Logger(folder=str(run_dir / "tb"), output_formats=[tensorboard]))
     (run_dir / "config.yaml").write_text(config_to_yaml(run.config))
     info.update(status="running", policy=run.policy.policy, label=run.policy_label, env=run.env.id, seed=run.seed,
