@@ -197,8 +197,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from dream_rl.experiments.parallel import RunsFailed
+
     config = _load(args)
-    _train(args, config)
+    try:
+        _train(args, config)
+    except RunsFailed:
+        try:  # compare the runs that did finish, then exit with the failure
+            _report(config)
+        except ConfigError as error:
+            print(f"dream-rl {args.command}: no report: {error}", file=sys.stderr)
+        raise
     _report(config)
     print(_tensorboard_hint(config))
     return 0

@@ -179,7 +179,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, capsys):
     (broken / "checkpoints").write_text("a file where the checkpoint folder goes")
     locked.mkdir(parents=True)
     with RunLock(locked, "gru/seed_0"):
-        status = main(["train", str(path), "--workers", "2"])
+        status = main(["compare", str(path), "--workers", "2"])
     captured = capsys.readouterr()
     assert status == 1  # one unexpected failure among them
     assert f"[gru/seed_0] FAILED: gru/seed_0 is being trained by pid {os.getpid()} on host {socket.gethostname()}" in captured.out
@@ -187,6 +187,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, capsys):
     assert "3 runs: 1 completed, 2 failed" in captured.out
     assert "2 runs failed: gru/seed_0, gru/seed_1" in captured.err and "Traceback" not in captured.err
     assert read_run_info(fine)["status"] == "completed"
+    assert "| gru (`MlpGruPolicy`) |" in (tmp_path / "runs" / "tiny" / "comparison.md").read_text()  # what finished
 
 
 @pytest.mark.slow  # about 30 s: two worker processes trained until they have evaluated twice

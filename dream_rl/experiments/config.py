@@ -629,8 +629,8 @@ class ExperimentConfig(_Section):
         return [Run(self, env, label, seed) for env in self.env_list for label in self.policies for seed in self.train.seeds]
 
     def run(self, policy: str, seed: int, env: str | None = None) -> Run:
-        """The run of policy label ``policy`` and ``seed`` (on the env labelled ``env``: needed
-        when there are several)."""
+        """The run of policy label ``policy`` and ``seed`` on the env labelled ``env`` (without
+        ``env``: on the first env)."""
         for run in self.runs():
             if run.policy_label == policy and run.seed == seed and env in (None, run.env_label):
                 return run
