@@ -5,6 +5,7 @@
     dream-rl compare  CONFIG [KEY.PATH=VALUE ...]   train, then write the comparison table and plot
     dream-rl report   CONFIG|DIR [KEY.PATH=VALUE ...] the comparison table and plot of finished runs
     dream-rl evaluate RUN_DIR                       evaluate a trained run (or every run of a dir)
+    dream-rl tune     CONFIG --trials N             search hyper-parameters with Optuna
     dream-rl envs                                   list the POMDP environment suite
 
 Bad input (an unknown key, a wrong value, a missing file) prints one line on stderr and exits
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"dream-rl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_command in (_add_train, _add_compare, _add_report, _add_evaluate, _add_envs):
+    for add_command in (_add_train, _add_compare, _add_report, _add_evaluate, _add_tune, _add_envs):
         add_command(commands)
     return parser
 
@@ -142,6 +143,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", metavar="ZIP", default=None, help="evaluate this model file instead (one run only)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation environments (default: 12345)")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+
+def _add_tune(commands: argparse._SubParsersAction) -> None:
+    from dream_rl.experiments.tune import add_tune_command
+
+    add_tune_command(commands, _add_config_arguments)
 
 
 def _add_envs(commands: argparse._SubParsersAction) -> None:
