@@ -110,11 +110,12 @@ class Consts(NamedTuple):
 
 
 class Saved(NamedTuple):
-    """What the backward needs from the forward, time-major. ``U0`` is the initial fast weights;
+    """What the pure-PyTorch backward needs from its forward, time-major (the C++ kernel saves its own
+    :class:`dream_rl._native.NativeSaved`). ``U0`` is the initial fast weights;
     the ``U`` before step ``t > 0`` is ``c[t-1] · U'[t-1]``, recomputed bit for bit."""
 
     h_prev: Tensor  # (T, B, H) the hidden state before each step
-    U_prime: Tensor  # U' (before homeostasis): (T, B, H, r) in the torch kernel, (T, B, r, H) in the native one
+    U_prime: Tensor  # (T, B, H, r) U' (before homeostasis)
     e: Tensor  # (T, B, I) prediction error
     h_target: Tensor  # (T, B, H) tanh(drive)
     em_prev: Tensor  # (T, B, I) error_mean before each step
@@ -204,18 +205,18 @@ class _SequenceFunction(torch.autograd.Function):
                 h0: Tensor, U0: Tensor, Ut0: Tensor, at0: Tensor, em0: Tensor, ev0: Tensor, as0: Tensor):
         params = (Win, b, R, C, Werr, eta, lts, lss)
         out, final, saved = kernel.forward(k, V, x, params, (h0, U0, Ut0, at0, em0, ev0, as0), True)
-        ctx.kernel, ctx.k = kernel, k
-        ctx.save_for_backward(V, x, U0, *params, *saved)
+        ctx.kernel, ctx.k, ctx.saved_type = kernel, k, type(saved)
+        ctx.save_for_backward(V, x, h0, U0, out, *params, *saved)
         return (out, *final)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_out: Tensor, gU: Tensor, gUt: Tensor, gat: Tensor, gem: Tensor, gev: Tensor, gas: Tensor):
-        V, x, U0, Win, b, R, C, Werr, eta, lts, lss, *rest = ctx.saved_tensors
-        saved = Saved(*rest)
+        V, x, h0, U0, out, Win, b, R, C, Werr, eta, lts, lss, *rest = ctx.saved_tensors
+        saved = ctx.saved_type(*rest)
         k = ctx.k
         G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state = ctx.kernel.backward(
-            k, V, x, U0, (Win, b, R, C, Werr, eta, lts, lss), saved, g_out, (gU, gUt, gat, gem, gev, gas)
+            k, V, x, h0, U0, out, (Win, b, R, C, Werr, eta, lts, lss), saved, g_out, (gU, gUt, gat, gem, gev, gas)
         )
         T, B, H = G_D.shape
         I = G_E.shape[2]
@@ -231,7 +232,7 @@ class _SequenceFunction(torch.autograd.Function):
         if need[5]:
             g_b = gd.sum(0)
         if need[6] or need[7]:
-            hp = saved.h_prev.reshape(T * B, H)
+            hp = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(T * B, H)  # the hidden state before each step
             g_R = gd.t() @ hp if need[6] else None
             g_C = -(G_E.reshape(T * B, I).t() @ hp) if need[7] else None
         if need[8]:
@@ -344,7 +345,8 @@ class _TorchKernel:
         return out, (U, Ut, at, em, ev, avg), saved
 
     @staticmethod
-    def backward(k: Consts, V: Tensor, x: Tensor, U0: Tensor, params: tuple, saved: Saved, g_out: Tensor, g_final: tuple):
+    def backward(k: Consts, V: Tensor, x: Tensor, h0: Tensor, U0: Tensor, out: Tensor, params: tuple, saved: Saved,
+                 g_out: Tensor, g_final: tuple):
         Win, b, R, C, Werr, eta, lts, lss = params
         T, B, H = saved.h_prev.shape
         I, r = saved.e.shape[2], V.shape[1]
