@@ -253,9 +253,10 @@ MIN_WORK_FOR_THREADS = 4_000_000
 
 
 def checkpoint_interval(T: int) -> int:
-    """Steps between fast-weight checkpoints: about sqrt(2T), which minimises checkpoints (2T/K
-    copies of U and U_target) plus the recomputed segment (K copies of U')."""
-    return max(1, min(T, math.ceil(math.sqrt(2 * T))))
+    """Steps between fast-weight checkpoints: about sqrt(T/2) (8 at T = 128). Memory is 2T/K
+    checkpoints (U and U_target) plus a K-step segment of U' that the backward recomputes, per chunk
+    of samples: a short segment keeps that chunk's buffers in cache."""
+    return max(1, min(T, math.ceil(math.sqrt(T / 2))))
 
 
 class _NativeKernel:

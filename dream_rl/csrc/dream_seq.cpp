@@ -234,11 +234,26 @@ Dims read_dims(const int64_t* d) {
   return Dims{d[0], d[1], d[2], d[3], d[4], d[7] > 0 ? d[7] : 1, d[8] > 0 ? d[8] : 1, d[5] != 0, d[6] != 0};
 }
 
-// Threads only pay for themselves on enough work (a thread start costs tens of microseconds).
-int64_t thread_count(const Dims& d) {
-  const double work = double(d.T) * double(d.B) * double(d.H) * double(d.H + d.I + 4 * d.r);
-  if (work < 4.0e6) return 1;
-  return std::max<int64_t>(1, std::min(d.threads, d.B));
+int64_t thread_count(const Dims& d) { return std::max<int64_t>(1, std::min(d.threads, d.B)); }
+
+// Samples per chunk: each chunk of the batch runs the whole time loop before the next starts, so its
+// per-sample fast-weight buffers (the backward's U' segment, dL/dU and dL/dU_target, and the work
+// rows: (K + 4) r*H values a sample) stay in the core's L2 cache across steps, instead of streaming
+// every sample's buffers through the cache at every step. Chunks of up to 4 rows also match the
+// matrix-product micro-kernel.
+template <typename T>
+int64_t chunk_size(const Dims& d) {
+  const double per_sample = double(d.K + 4) * double(d.H) * double(d.r) * sizeof(T);
+  const int64_t fit = static_cast<int64_t>(384.0 * 1024.0 / per_sample);
+  return std::max<int64_t>(1, std::min<int64_t>(4, fit));
+}
+
+// fn(slot, b0, b1) over chunks of at most `chunk` samples, each thread's slice in order
+template <typename F>
+void parallel_chunks(int64_t B, int64_t nthreads, int64_t chunk, const F& fn) {
+  parallel_slices(B, nthreads, [&](int64_t slot, int64_t b0, int64_t b1) {
+    for (int64_t c0 = b0; c0 < b1; c0 += chunk) fn(slot, c0, std::min(b1, c0 + chunk));
+  });
 }
 
 // ------------------------------------------------------------------------------------------ forward
@@ -425,7 +440,7 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
     transpose_batch(U.data(), U_fin + b0 * Hr, nb, r, H);
     transpose_batch(Ut.data(), Ut_fin + b0 * Hr, nb, r, H);
   };
-  parallel_slices(B, thread_count(d), slice);
+  parallel_chunks(B, thread_count(d), chunk_size<T>(d), slice);
 }
 
 // ----------------------------------------------------------------------------------------- backward
@@ -738,9 +753,9 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
     }
     transpose_batch(gU.data(), gU_out + b0 * Hr, nb, r, H);
     transpose_batch(gUt.data(), gUt_out + b0 * Hr, nb, r, H);
-    part_lss[slot] = acc_lss;
+    part_lss[slot] += acc_lss;
   };
-  parallel_slices(B, nthreads, slice);
+  parallel_chunks(B, nthreads, chunk_size<T>(d), slice);
   for (int64_t j = 0; j < H; ++j) {
     T se = 0, sl = 0;
     for (int64_t i = 0; i < nthreads; ++i) {
