@@ -311,14 +311,17 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
       Wt[i * H + j] = Wm[j * I + i];
       Bt[i * H + j] = Bm[j * I + i];
     }
-  const T scale = std::exp(lss[0]);
   std::vector<T> tau_sys(H);
   for (int64_t j = 0; j < H; ++j) tau_sys[j] = std::exp(lts[j]);
-  const T dt = T(k.dt), lam = T(k.lam), one_b = T(1.0 - k.beta), bta = T(k.beta);
-  const T one_bs = T(1.0 - k.beta_s), bs = T(k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
-  const T eps = T(kEps), eps2 = T(kEps * kEps), zeta = T(k.zeta);
+  const T scale_ = std::exp(lss[0]);
 
   auto slice = [&](int64_t, int64_t b0, int64_t b1) {
+    // Constants as locals of the loop's function: a float reached through the closure could alias the
+    // float arrays stored to, and would be reloaded (even gathered) in every vectorised iteration.
+    const T dt = T(k.dt), lam = T(k.lam), one_b = T(1.0 - k.beta), bta = T(k.beta);
+    const T one_bs = T(1.0 - k.beta_s), bs = T(k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
+    const T eps = T(kEps), eps2 = T(kEps * kEps), zeta = T(k.zeta), scale = scale_;
+    const T log_2pi_e = T(k.log_2pi_e), alpha = T(k.alpha), gamma = T(k.gamma), min_sleep = T(k.min_sleep);
     const int64_t nb = b1 - b0;
     std::vector<T> U(nb * Hr), Ut(nb * Hr);  // (nb, r, H), updated in place
     transpose_batch(U0 + b0 * Hr, U.data(), nb, H, r);
@@ -369,9 +372,9 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
         }
         const T z = std::sqrt(qsum / T(I) + T(1e-12));
         const T n = z / (T(1) + z);
-        const T ent = T(0.5) * (T(k.log_2pi_e) + std::log(vsum / T(I) + eps));
-        const T thr = at[b] * (T(1) + T(k.alpha) * T(clamp(ent, 0.0, 2.0)));
-        const T S = T(1) / (T(1) + std::exp(-(n - thr) / T(k.gamma)));
+        const T ent = T(0.5) * (log_2pi_e + std::log(vsum / T(I) + eps));
+        const T thr = at[b] * (T(1) + alpha * T(clamp(ent, 0.0, 2.0)));
+        const T S = T(1) / (T(1) + std::exp(-(n - thr) / gamma));
         // 6. Hebbian write toward the target (U' written over U); 7. homeostasis
         filter(e.data(), V, I, r, ef.data());
 #pragma omp simd
@@ -395,7 +398,7 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
         const T at_prev = at[b];
         at[b] = one_b * at_prev + bta * n;
         avg[b] = one_bs * avg[b] + bs * S;
-        const bool asleep = avg[b] < T(k.min_sleep);
+        const bool asleep = avg[b] < min_sleep;
         // 8. drive (reads U_new = c U'), h* = tanh(drive); 11. sleep consolidation, in one pass
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) drive[j] = bias[j] + hR[j];
@@ -501,11 +504,7 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
   }
   std::vector<T> tau_sys(H);
   for (int64_t j = 0; j < H; ++j) tau_sys[j] = std::exp(lts[j]);
-  const T scale = std::exp(lss[0]);
-  const T dt = T(k.dt), lam = T(k.lam), bta = T(k.beta), one_b = T(1.0 - k.beta);
-  const T bs = T(k.beta_s), one_bs = T(1.0 - k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
-  const T eps = T(kEps), eps2 = T(kEps * kEps), gamma = T(k.gamma), alpha = T(k.alpha), zeta = T(k.zeta);
-  const T one_dl = T(1) - dt * lam, dl = dt * lam;
+  const T scale_ = std::exp(lss[0]);
 
   const int64_t nthreads = std::max<int64_t>(1, std::min(thread_count(d), B));
   // per-thread partial sums of the parameter gradients that add over the batch, reduced in order
@@ -515,6 +514,11 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
 
   auto slice = [&](int64_t slot, int64_t b0, int64_t b1) {
     const int64_t nb = b1 - b0;
+    // constants as locals (see the forward)
+    const T dt = T(k.dt), lam = T(k.lam), bta = T(k.beta), one_b = T(1.0 - k.beta);
+    const T bs = T(k.beta_s), one_bs = T(1.0 - k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
+    const T eps = T(kEps), eps2 = T(kEps * kEps), gamma = T(k.gamma), alpha = T(k.alpha), zeta = T(k.zeta);
+    const T one_dl = T(1) - dt * lam, dl = dt * lam, scale = scale_;
     T* acc_eta = part_eta[slot].data();
     T* acc_lts = part_lts[slot].data();
     double acc_lss = 0.0;
