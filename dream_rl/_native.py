@@ -38,7 +38,7 @@ from dream_rl.errors import DREAMError
 
 __all__ = ["load", "unavailable_reason", "library_path"]
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 SOURCE = Path(__file__).resolve().parent / "csrc" / "dream_seq.cpp"
 # no -ffast-math: NaN/inf semantics and the exact clamp comparisons of the reference are kept
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math"]
@@ -228,8 +228,8 @@ def _self_test(kernel: _NativeKernel) -> None:
         g_fin = tuple(rnd(*s.shape) for s in states[1:])
         ref_b = TORCH_KERNEL.backward(k, V, x, states[0], states[1], ref[0], params, ref[2], g_out, g_fin)
         got_b = kernel.backward(k, V, x, states[0], states[1], got[0], params, got[2], g_out, g_fin, threads=threads)
-        flat_ref = [ref[0], *ref[1], *ref_b[:6], *ref_b[6]]
-        flat_got = [got[0], *got[1], *got_b[:6], *got_b[6]]
+        flat_ref = [ref[0], *ref[1], *ref_b[:6], *ref_b[6], ref_b[0].sum((0, 1))]
+        flat_got = [got[0], *got[1], *got_b[:6], *got_b[6], got_b[7][0]]
         for a, b in zip(flat_ref, flat_got):
             if not torch.allclose(a, b, rtol=1e-8, atol=1e-10):
                 raise _Unavailable(f"self-test failed: max error {(a - b).abs().max().item():.3g}")
@@ -337,7 +337,9 @@ class _NativeKernel:
                  saved: Any, g_out: Tensor, g_final: tuple, threads: int | None = None):
         """Gradients from the output gradient ``g_out`` (T, B, H) and those of the final state:
         (G_D (T, B, H), G_E (T, B, I), G_XF (T, B, r), g_eta, g_log_tau_sys, g_log_surprise_scale,
-        gradients of the 7 initial-state tensors). ``U0`` is unused (the checkpoints hold it)."""
+        gradients of the 7 initial-state tensors, and extras: ``g_bias`` (H,) and ``A`` (T, B, H + 2I)
+        = [h_prev | x | S e], with dL/d[weight_rec | weight_in | weight_err] = G_Dᵀ A). ``U0`` is
+        unused (the checkpoints hold it)."""
         if not isinstance(saved, NativeSaved) or not isinstance(x, Tensor) or x.dim() != 3 or len(params) != 8 \
                 or len(g_final) != 6:
             raise DREAMError("native DREAM kernel: backward needs the NativeSaved of its own forward")
@@ -359,12 +361,12 @@ class _NativeKernel:
         empty = x.new_empty
         g_state = (empty(B, H), empty(B, H, r), empty(B, H, r), empty(B), empty(B, I), empty(B, I), empty(B))
         G_D, G_E, G_XF = empty(T, B, H), empty(T, B, I), empty(T, B, r)
-        g_eta, g_lts, g_lss = empty(H), empty(H), empty(1)
-        outs = [*g_state, G_D, G_E, G_XF, g_eta, g_lts, g_lss]
-        ptrs = _Ptrs37(*[t.data_ptr() for t in inputs], *[t.data_ptr() for t in outs])
+        g_eta, g_lts, g_lss, g_b, A = empty(H), empty(H), empty(1), empty(H), empty(T, B, H + 2 * I)
+        outs = [*g_state, G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_b, A]
+        ptrs = _Ptrs39(*[t.data_ptr() for t in inputs], *[t.data_ptr() for t in outs])
         dims = _Dims(T, B, I, H, r, 1, int(bool(k.ltc)), K, self._threads(T, B, I, H, r, threads))
         self._fns["backward", dtype](dims, self._cfg(k), ptrs)
-        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state
+        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state, (g_b, A)
 
 
 _FORWARD_NAMES = ("x", "weight_in", "bias", "weight_rec", "weight_pred", "weight_err", "sensory_filter",
@@ -385,10 +387,12 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
         raise DREAMError("native DREAM kernel: T, B, input_dim, hidden_dim and rank must all be >= 1, got "
                          + ", ".join(f"{n}={v}" for n, v in zip(("T", "B", "I", "H", "r"), dims)))
     result = []
+    strided = torch.strided
     for name, t, shape in zip(names, tensors, shapes):
-        if not isinstance(t, Tensor):
+        # the type check only on failure: this runs on every rollout step
+        if type(t) is not Tensor and not isinstance(t, Tensor):
             raise DREAMError(f"native DREAM kernel: {name} must be a tensor, got {type(t).__name__}")
-        if t.shape != shape or t.dtype is not dtype or not t.is_cpu or t.layout is not torch.strided:
+        if t.shape != shape or t.dtype is not dtype or not t.is_cpu or t.layout is not strided:
             raise DREAMError(
                 f"native DREAM kernel: {name} must be a {dtype} CPU tensor of shape {shape}, got "
                 f"{t.dtype} {t.device.type} {t.layout} of shape {tuple(t.shape)}"
@@ -402,7 +406,7 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
 
 
 _Ptrs31 = ctypes.c_void_p * 31
-_Ptrs37 = ctypes.c_void_p * 37
+_Ptrs39 = ctypes.c_void_p * 39
 _Dims = ctypes.c_int64 * 9
 _NO_SAVE = [None] * 7
 _NUM_SCALARS = 7

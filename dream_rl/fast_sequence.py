@@ -215,29 +215,42 @@ class _SequenceFunction(torch.autograd.Function):
         V, x, h0, U0, out, Win, b, R, C, Werr, eta, lts, lss, *rest = ctx.saved_tensors
         saved = ctx.saved_type(*rest)
         k = ctx.k
-        G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state = ctx.kernel.backward(
+        G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state, extras = ctx.kernel.backward(
             k, V, x, h0, U0, out, (Win, b, R, C, Werr, eta, lts, lss), saved, g_out, (gU, gUt, gat, gem, gev, gas)
         )
         T, B, H = G_D.shape
         I = G_E.shape[2]
         need = ctx.needs_input_grad
         gd = G_D.reshape(T * B, H)
+        ge = G_E.reshape(T * B, I)
         # the weight gradients: one product each over the whole sequence
         g_x = g_Win = g_b = g_R = g_C = g_Werr = None
         if need[3]:
-            g_x = torch.addmm(G_E.reshape(T * B, I), gd, Win)
+            g_x = torch.addmm(ge, gd, Win)
             g_x = torch.addmm(g_x, G_XF.reshape(T * B, -1), V.t()).view(T, B, I)
-        if need[4]:
-            g_Win = gd.t() @ x.reshape(T * B, I)
-        if need[5]:
-            g_b = gd.sum(0)
-        if need[6] or need[7]:
+        if extras is not None:  # the C++ kernel: A = [h_prev | x | S e] and the bias gradient, built as it went
+            g_b, A = extras
+            A = A.reshape(T * B, H + 2 * I)
+            hp = A[:, :H]
+            if need[4] or need[6] or need[8]:
+                g_R, g_Win, g_Werr = (gd.t() @ A).split([H, I, I], 1)  # one product for three weights
+        else:
             hp = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(T * B, H)  # the hidden state before each step
-            g_R = gd.t() @ hp if need[6] else None
-            g_C = -(G_E.reshape(T * B, I).t() @ hp) if need[7] else None
-        if need[8]:
-            se = saved.e * saved.scalars[..., _SC_S].unsqueeze(2)
-            g_Werr = gd.t() @ se.reshape(T * B, I)
+            if need[4]:
+                g_Win = gd.t() @ x.reshape(T * B, I)
+            if need[5]:
+                g_b = gd.sum(0)
+            if need[6]:
+                g_R = gd.t() @ hp
+            if need[8]:
+                se = saved.e * saved.scalars[..., _SC_S].unsqueeze(2)
+                g_Werr = gd.t() @ se.reshape(T * B, I)
+        if need[7]:
+            g_C = -(ge.t() @ hp)
+        g_Win = g_Win if need[4] else None
+        g_b = g_b if need[5] else None
+        g_R = g_R if need[6] else None
+        g_Werr = g_Werr if need[8] else None
         if not k.ltc:
             g_lts = g_lss = None  # unused, as in the reference: their .grad stays None
         return (None, None, None, g_x, g_Win, g_b, g_R, g_C, g_Werr, g_eta, g_lts, g_lss, *g_state)
@@ -461,7 +474,7 @@ class _TorchKernel:
             g_lss = (g_lss_sum * -scale).reshape(1)
         else:
             g_lts, g_lss = torch.zeros_like(lts), torch.zeros_like(lss)
-        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, (gh, gU, gUt, gat, gem, gev, gas)
+        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, (gh, gU, gUt, gat, gem, gev, gas), None
 
 
 TORCH_KERNEL = _TorchKernel()

@@ -452,7 +452,9 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
 //    17 g_out (T,B,H), 18..23 gradients w.r.t. the final state (U, U_target, adaptive_tau, error_mean,
 //    error_var, avg_surprise), 24..30 out: gradients w.r.t. the initial state (h, U, U_target, ...),
 //    31 G_D = ∂L/∂drive (T,B,H), 32 G_E = ∂L/∂x through e (T,B,I), 33 G_XF = ∂L/∂(Vᵀx) (T,B,r),
-//    34 g_eta (H), 35 g_log_tau_sys (H), 36 g_log_surprise_scale (1).
+//    34 g_eta (H), 35 g_log_tau_sys (H), 36 g_log_surprise_scale (1), 37 g_bias (H),
+//    38 A = [h_prev | x | S e] (T,B,H+2I): the right operand of one product giving the gradients of
+//    R, weight_in and W (dL/d[R | B | W] = G_Dᵀ A).
 template <typename T>
 void backward_impl(const Dims& d, const Config& k, void* const* p) {
   const int64_t Tn = d.T, B = d.B, I = d.I, H = d.H, r = d.r, K = d.K, Hr = H * r;
@@ -494,6 +496,9 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
   T* g_eta_out = static_cast<T*>(p[34]);
   T* g_lts_out = static_cast<T*>(p[35]);
   T* g_lss_out = static_cast<T*>(p[36]);
+  T* g_b_out = static_cast<T*>(p[37]);
+  T* A_out = static_cast<T*>(p[38]);
+  const int64_t Aw = H + 2 * I;
 
   // [R | W], zero-padded to Np columns: one product gives Rᵀ g and Wᵀ g
   const int64_t Np = padded<T>(H + I);
@@ -510,6 +515,7 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
   // per-thread partial sums of the parameter gradients that add over the batch, reduced in order
   std::vector<std::vector<T>> part_eta(nthreads, std::vector<T>(H, T(0)));
   std::vector<std::vector<T>> part_lts(nthreads, std::vector<T>(H, T(0)));
+  std::vector<std::vector<T>> part_b(nthreads, std::vector<T>(H, T(0)));
   std::vector<double> part_lss(nthreads, 0.0);
 
   auto slice = [&](int64_t slot, int64_t b0, int64_t b1) {
@@ -521,6 +527,7 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
     const T one_dl = T(1) - dt * lam, dl = dt * lam, scale = scale_;
     T* acc_eta = part_eta[slot].data();
     T* acc_lts = part_lts[slot].data();
+    T* acc_b = part_b[slot].data();
     double acc_lss = 0.0;
     std::vector<T> gU(nb * Hr), gUt(nb * Hr);  // (nb, r, H)
     transpose_batch(gU_fin + b0 * Hr, gU.data(), nb, H, r);
@@ -598,6 +605,13 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
           }
           gS_ltc[b - b0] = 0;
         }
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) acc_b[j] += gd[j];
+        T* Ar = A_out + tb * Aw;
+        std::memcpy(Ar, h, sizeof(T) * H);
+        std::memcpy(Ar + H, x + tb * I, sizeof(T) * I);
+        const T* e_t = sv_e + tb * I;
+        for (int64_t i = 0; i < I; ++i) Ar[H + I + i] = S * e_t[i];
       }
       matmul<T>(G_D + (t * B + b0) * H, nb, H, RW.data(), Np, mm.data());
       // B. everything else, per sample
@@ -761,13 +775,15 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
   };
   parallel_chunks(B, nthreads, chunk_size<T>(d), slice);
   for (int64_t j = 0; j < H; ++j) {
-    T se = 0, sl = 0;
+    T se = 0, sl = 0, sb = 0;
     for (int64_t i = 0; i < nthreads; ++i) {
       se += part_eta[i][j];
       sl += part_lts[i][j];
+      sb += part_b[i][j];
     }
     g_eta_out[j] = se;
     g_lts_out[j] = sl;
+    g_b_out[j] = sb;
   }
   double lss_sum = 0.0;
   for (int64_t i = 0; i < nthreads; ++i) lss_sum += part_lss[i];
@@ -783,7 +799,7 @@ Config read_config(const double* cfg) {
 extern "C" {
 
 // dims: T, B, I, H, r, save, ltc, K, threads; cfg: dt, λ, α, γ, β, β_s, target_norm, κ, ζ, min_sleep, log(2πe).
-int dream_seq_abi_version() { return 4; }
+int dream_seq_abi_version() { return 5; }
 void dream_seq_forward_f32(const int64_t* dims, const double* cfg, void* const* p) {
   forward_impl<float>(read_dims(dims), read_config(cfg), p);
 }
