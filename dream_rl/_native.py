@@ -316,9 +316,14 @@ class _NativeKernel:
         NC = -(-T // K)
         K = -(-T // NC)  # the interval the backward infers from T and the number of checkpoints
         dtype = x.dtype
-        shapes = ((T, B, I), (H, I), (H,), (H, H), (I, H), (H, I), (I, r), (H,), (H,), (1,),
-                  (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
-        inputs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, (T, B, I, H, r))
+        key = (T, B, I, H, r)
+        shapes = _forward_shapes.get(key)
+        if shapes is None:
+            shapes = _forward_shapes[key] = ((T, B, I), (H, I), (H,), (H, H), (I, H), (H, I), (I, r), (H,), (H,),
+                                             (1,), (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
+            if len(_forward_shapes) > 256:  # many distinct sizes (varying sequence lengths): start over
+                _forward_shapes.clear()
+        inputs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, key)
         empty = x.new_empty
         out = empty(T, B, H)
         final = (empty(B, H, r), empty(B, H, r), empty(B), empty(B, I), empty(B, I), empty(B))
@@ -389,20 +394,23 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
     result = []
     strided = torch.strided
     for name, t, shape in zip(names, tensors, shapes):
-        # the type check only on failure: this runs on every rollout step
-        if type(t) is not Tensor and not isinstance(t, Tensor):
+        # this runs on every rollout step: a few attribute reads per tensor, nothing more
+        if not isinstance(t, Tensor):
             raise DREAMError(f"native DREAM kernel: {name} must be a tensor, got {type(t).__name__}")
         if t.shape != shape or t.dtype is not dtype or not t.is_cpu or t.layout is not strided:
             raise DREAMError(
                 f"native DREAM kernel: {name} must be a {dtype} CPU tensor of shape {shape}, got "
                 f"{t.dtype} {t.device.type} {t.layout} of shape {tuple(t.shape)}"
             )
-        if t.is_neg():  # a lazily negated view: the buffer holds the un-negated values
-            t = t.resolve_neg()
         if not t.is_contiguous():
             t = t.contiguous()
+        if t.is_neg():  # a lazily negated view: the buffer holds the un-negated values
+            t = t.resolve_neg()
         result.append(t)
     return result
+
+
+_forward_shapes: dict[tuple, tuple] = {}
 
 
 _Ptrs31 = ctypes.c_void_p * 31

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""End-to-end RecurrentPPO throughput: sb3-contrib's stock MlpLstmPolicy against MlpDreamPolicy
-(and MlpGruPolicy), same hyperparameters, on masked-velocity CartPole, 8 envs, hidden 64, one thread.
+"""End-to-end RecurrentPPO throughput: MlpDreamPolicy against MlpLstmTorsoPolicy, plain PPO MlpPolicy
+(no memory), MlpGruPolicy and sb3-contrib's stock MlpLstmPolicy, same hyperparameters (n_steps 128,
+batch 256, 10 epochs), on masked-velocity CartPole, 8 envs, width 64, one thread. ``--profile KIND``
+instead breaks one training update of KIND down by where its time goes (cProfile).
 
 The models are built once and trained in interleaved rounds in one process (each round: every
 policy learns ``--steps`` env steps, timed); the table shows median env steps/s, the share of time
@@ -117,21 +119,22 @@ class _PhaseTimer:
 
     def __init__(self, model: Any) -> None:
         self.rollout = self.train = 0.0
+        self.clock = time.perf_counter
         collect, train = model.collect_rollouts, model.train
 
         def timed_collect(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return collect(*a, **k)
             finally:
-                self.rollout += time.perf_counter() - start
+                self.rollout += self.clock() - start
 
         def timed_train(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return train(*a, **k)
             finally:
-                self.train += time.perf_counter() - start
+                self.train += self.clock() - start
 
         model.collect_rollouts, model.train = timed_collect, timed_train
 
@@ -292,6 +295,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
+                        help="wall: perf_counter; cpu: CPU time of this process (the envs run in it too), which "
+                        "time-slicing by other processes on a shared machine does not inflate; auto (default): "
+                        "cpu with one thread, wall with more")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -317,19 +324,25 @@ def main() -> None:
     timers = {kind: _PhaseTimer(model) for kind, model in models.items()}
     for model in models.values():  # warm-up: one rollout and one update each
         model.learn(args.n_envs * model.n_steps, reset_num_timesteps=False)
+    clock_name = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
+    for timer in timers.values():
+        timer.clock = clock
     rates: dict[str, list[float]] = {k: [] for k in kinds}
     phases: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     for _ in range(rounds):
         for kind, model in models.items():
             timer = timers[kind]
             timer.rollout = timer.train = 0.0
-            start = time.perf_counter()
+            start = clock()
             model.learn(steps, reset_num_timesteps=False)
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             rates[kind].append(steps / elapsed)
             phases[kind].append((timer.rollout / elapsed, timer.train / elapsed))
 
-    results: dict[str, Any] = {"machine": info, "env": args.env, "rounds": rounds, "steps": steps, "policies": {}}
+    results: dict[str, Any] = {"machine": info, "env": args.env, "rounds": rounds, "steps": steps,
+                               "clock": clock_name, "policies": {}}
+    print(f"(env steps per second of {clock_name} time)")
     torso_ref = statistics.median(rates["lstm-torso"]) if "lstm-torso" in rates else None
     ppo_ref = statistics.median(rates["ppo"]) if "ppo" in rates else None
     header = (f"{'policy':>30} | {'env steps/s':>11} | {'rollout':>7} | {'update':>6} | {'vs LstmTorso':>12} | "
