@@ -357,7 +357,7 @@ def main() -> None:
         print(f"{POLICY_NAMES[kind]:>30} | {rate:11.0f} | {roll:6.0%} | {upd:5.0%} | {vs_torso} | {vs_ppo}")
         results["policies"][kind] = {"steps_per_s": rate, "all_rounds": rates[kind], "rollout_share": roll,
                                      "update_share": upd}
-    print("(rollout / update: share of the wall time spent collecting rollouts / in training updates)", flush=True)
+    print("(rollout / update: share of the measured time spent collecting rollouts / in training updates)", flush=True)
 
     if not args.no_memory:
         print("\npeak memory of one training update (model.train(): n_epochs over one rollout), fresh process each:")

@@ -7,8 +7,9 @@ Every contender runs once per round, rounds interleaved, in one process; the tab
 what ``run_time_major`` runs by default (the C++ kernel where it builds, else pure PyTorch); the
 pure-PyTorch kernel (the fallback) is shown too.
 
-    python scripts/bench_torso.py            # about a minute
-    python scripts/bench_torso.py --quick    # fewer rounds
+    python scripts/bench_torso.py              # one thread, CPU-time clock, a minute or two
+    python scripts/bench_torso.py --quick      # fewer rounds
+    python scripts/bench_torso.py --threads 2  # DREAM and nn.LSTM both on 2 threads, wall clock
 """
 
 from __future__ import annotations
