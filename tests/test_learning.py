@@ -42,8 +42,13 @@ def test_feed_forward_policy_cannot():
     assert abs(mean_return) < 0.3
 
 
-# Every other memory through the generic policy, with DREAM's task, settings and budget
-# (10-40 s each on 2 cores: run apart with `pytest -m slow`).
+# Every other memory through the generic policy, with DREAM's task, settings and budget. One budget
+# rule for every torso: the smallest of BUDGET, 2·BUDGET, 4·BUDGET at which it reaches >= 0.9 on
+# seeds 0, 1 and 2. MinGRU needs 4·BUDGET (measured at 2·BUDGET: 1.0, -0.03 on seeds 0, 1; at
+# 4·BUDGET: 1.0 on all three): its one update gate both writes and keeps, so holding the cue means
+# learning a gate that is high at the cue and low along the corridor.
+# 10-40 s each on 2 cores, so they run apart (`pytest -m slow`).
+BUDGET_FACTOR = {"mingru": 4}
 OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
 
 
@@ -52,6 +57,6 @@ OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
 def test_torso_policy_recalls_the_cue(torso):
     env = make_vec_env(**TASK, seed=0)
     model = RecurrentPPO("MlpTorsoPolicy", env, policy_kwargs=dict(torso=torso, lstm_hidden_size=32), **PPO_KWARGS)
-    model.learn(BUDGET)
+    model.learn(BUDGET * BUDGET_FACTOR.get(torso, 1))
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
     assert mean_return >= 0.9, f"{torso}: mean return {mean_return:.2f}"

@@ -68,3 +68,22 @@ def test_gradcheck_and_time_invariant_decay():
     h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0), (a, b, h0))
     torch.testing.assert_close(linear_scan(a, b, h0), linear_scan_sequential(a, b, h0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [3, 9, 31, 128])
+@pytest.mark.parametrize("complex_valued", [False, True])
+def test_one_decay_for_every_step(steps, complex_valued):
+    """a of leading size 1 (a time-invariant model without resets) takes its own, shorter path."""
+    generator = torch.Generator().manual_seed(200 + steps)
+    dtype = torch.complex128 if complex_valued else torch.float64
+    a = (0.9 * torch.rand(1, 1, 4, 1, generator=generator, dtype=torch.float64)).to(dtype).requires_grad_()
+    b = torch.randn(steps, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype).requires_grad_()
+    h0 = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64).to(dtype).requires_grad_()
+    weights = torch.randn(steps, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype)
+    results = []
+    for scan in (linear_scan, linear_scan_sequential):
+        h = scan(a, b, h0)
+        loss = (h * weights).real.sum()
+        results.append((h, *torch.autograd.grad(loss, (a, b, h0))))
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

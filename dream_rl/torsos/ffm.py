@@ -14,10 +14,11 @@ about 2 steps to a million), ``ω = 2π / linspace(min_period, max_period, c)`` 
 1024; linear layers with ``nn.Linear``'s default init. FFM's closed form with running powers
 ``γ^t`` is replaced by the shared scan, which never divides by a running product.
 
-Defaults: ``memory_size = 32`` (m), ``context_size = 4`` (c), ``min_period = 1``,
-``max_period = 1024``.
+Defaults: ``memory_size = 16`` (m), ``context_size = 4`` (c), ``min_period = 1``,
+``max_period = 1024``: 128 reals of state, the LSTM's at width 64 (the mix from the flattened trace
+costs ``2mc·H`` multiply-adds a step, so the trace is kept at that size).
 
-State size: ``2·L·m·c`` reals (real and imaginary parts of S, interleaved); 256 at any width.
+State size: ``2·L·m·c`` reals (real and imaginary parts of S, interleaved); 128 at any width.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class FfmLayer(ScanLayer):
     """One FFM layer: (T, B, input_size) → (T, B, hidden_size); state S (B, m, c) complex, stored flat (B, 2mc)."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, memory_size: int = 32, context_size: int = 4,
+        self, input_size: int, hidden_size: int, memory_size: int = 16, context_size: int = 4,
         min_period: float = 1.0, max_period: float = 1024.0,
     ) -> None:
         super().__init__()

@@ -7,16 +7,17 @@ A complex diagonal linear recurrence with an exponential parameterisation and a 
     γ   = sqrt(1 - |λ|²)                       input normalisation (stored as log γ, learned)
     h_t = λ ⊙ h_{t-1} + γ ⊙ (B x_t)            h ∈ C^N,  B ∈ C^{N×I}
     y_t = Re(C h_t) + D x_t                    C ∈ C^{H×N}, D ∈ R^{H×I}
-    out = GLU(GELU(y_t))                       the paper's block: GELU, then a gated linear unit
+    out = GELU(y_t)
 
 Initialisation (the paper's Section 3 and appendix): ``|λ|`` uniform on the ring
 ``[r_min, r_max]`` of the complex plane (``ν = log(-½ log U(r_min², r_max²))``), phase
 ``θ = log(U(0, max_phase))``, ``γ = sqrt(1 - |λ|²)`` at init; ``B`` complex Gaussian with variance
 ``1/(2·I)`` per part (Glorot-style, the paper's ``1/sqrt(2·I)`` scaling), ``C`` complex Gaussian with
 variance ``1/N`` per part. ``D`` is a matrix rather than the paper's diagonal because the first
-layer's input width differs from its output width; it gets ``nn.Linear``'s default init. The
-paper's pre-norm and residual around the block are left out (the widths differ, and the policy's
-MLP follows the torso).
+layer's input width differs from its output width; it gets ``nn.Linear``'s default init. Of the
+paper's block (norm, LRU, GELU, GLU/MLP, residual) the GELU is kept; the channel-mixing GLU is left
+to the policy's MLP, which follows the torso (it would cost as many multiply-adds as the LRU's own
+read-out), and the pre-norm and residual need equal input and output widths.
 
 Defaults: ``state_dim = hidden_size`` (N), ``r_min = 0.9``, ``r_max = 0.999``,
 ``max_phase = π/10``: the paper's setting for long-range memory (its Table of hyperparameters for
@@ -66,7 +67,6 @@ class LruLayer(ScanLayer):
         self.B = nn.Parameter(torch.randn(n, 2, input_size) / math.sqrt(2 * input_size))
         self.C = nn.Parameter(torch.randn(hidden_size, n, 2) / math.sqrt(n))
         self.D = nn.Linear(input_size, hidden_size, bias=False)
-        self.glu = nn.Linear(hidden_size, 2 * hidden_size)
 
     def eigenvalues(self) -> Tensor:
         """λ (N,) complex."""
@@ -83,8 +83,7 @@ class LruLayer(ScanLayer):
         # Re(C h) = C_re h_re - C_im h_im: one real matmul over the interleaved parts
         read = torch.stack([self.C[..., 0], -self.C[..., 1]], dim=-1).reshape(self.C.shape[0], 2 * n)
         y = F.linear(torch.view_as_real(h).reshape(steps, batch, 2 * n), read) + self.D(x)
-        out = F.glu(self.glu(F.gelu(y)), dim=-1)
-        return out, flat_from_complex(h[-1])
+        return F.gelu(y), flat_from_complex(h[-1])
 
 
 class LruTorso(ScanTorso):

@@ -24,8 +24,13 @@ Initialisation (Mamba-2): ``A = e^{A_log} ~ U(1, 16)`` per head; ``Δ = exp(U(lo
 projections without bias, ``nn.Linear``'s default init. Left out: Mamba's short causal convolution
 before the SiLU (it would add the last three inputs to the state).
 
+The RecurrentPPO policies apply RL defaults on top (``dream_rl.sb3.policies.TORSO_RL_DEFAULTS``):
+``dt_min = 0.1, dt_max = 1, a_init_range = (0.05, 1)``, one env step as about one unit of time; with
+the paper's values a step writes about 1% of its input and the T-maze test stayed at chance.
+
 Defaults: ``d_state = 16``, ``head_dim = 16``, ``expand = 1`` (inner width = H: Memorax's
-``Mamba2Config(features=64, num_heads=4, head_dim=16)``), ``chunk = 32``.
+``Mamba2Config(features=64, num_heads=4, head_dim=16)``), ``chunk = 32``, ``dt_min = 0.001``,
+``dt_max = 0.1``, ``a_init_range = (1, 16)`` (Mamba-2's).
 
 State size: ``L·expand·H·d_state``; 1024 at width 64.
 """
@@ -113,20 +118,23 @@ class MambaLayer(ScanLayer):
 
     def __init__(
         self, input_size: int, hidden_size: int, d_state: int = 16, head_dim: int = 16, expand: int = 1,
-        chunk: int = 32, dt_min: float = 0.001, dt_max: float = 0.1,
+        chunk: int = 32, dt_min: float = 0.001, dt_max: float = 0.1, a_init_range: tuple[float, float] = (1.0, 16.0),
     ) -> None:
         super().__init__()
         inner = int(expand) * hidden_size
-        if d_state < 1 or head_dim < 1 or expand < 1 or chunk < 1 or inner % head_dim or not 0 < dt_min <= dt_max:
+        a_low, a_high = (float(v) for v in a_init_range)
+        if (d_state < 1 or head_dim < 1 or expand < 1 or chunk < 1 or inner % head_dim or not 0 < dt_min <= dt_max
+                or not 0 < a_low <= a_high):
             raise DREAMError(
                 f"mamba needs expand·hidden_size ({inner}) divisible by head_dim ({head_dim}), d_state, expand, "
-                f"chunk >= 1 and 0 < dt_min <= dt_max; got d_state={d_state}, expand={expand}, chunk={chunk}, "
-                f"dt_min={dt_min}, dt_max={dt_max} (for a small width pass e.g. head_dim=hidden_size)"
+                f"chunk >= 1, 0 < dt_min <= dt_max and 0 < a_init_range[0] <= a_init_range[1]; got d_state={d_state}, "
+                f"expand={expand}, chunk={chunk}, dt_min={dt_min}, dt_max={dt_max}, a_init_range={a_init_range} "
+                "(for a small width pass e.g. head_dim=hidden_size)"
             )
         self.heads, self.head_dim, self.d_state, self.inner, self.chunk = inner // head_dim, head_dim, d_state, inner, chunk
         self.state_size = inner * d_state
         self.in_proj = nn.Linear(input_size, 2 * inner + 2 * d_state + self.heads, bias=False)
-        self.A_log = nn.Parameter(torch.log(torch.empty(self.heads).uniform_(1.0, 16.0)))
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.heads).uniform_(a_low, a_high)))
         dt = torch.exp(torch.empty(self.heads).uniform_(math.log(dt_min), math.log(dt_max))).clamp_min(1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.D = nn.Parameter(torch.ones(self.heads))
@@ -160,7 +168,7 @@ class MambaTorso(ScanTorso):
     """``num_layers`` Mamba-2-style layers of width ``hidden_size``; options ``d_state``, ``head_dim``,
     ``expand``, ``chunk``, ``dt_min``, ``dt_max`` (see the module docstring). Flat state: S of every layer."""
 
-    layer_options = ("d_state", "head_dim", "expand", "chunk", "dt_min", "dt_max")
+    layer_options = ("d_state", "head_dim", "expand", "chunk", "dt_min", "dt_max", "a_init_range")
 
     def make_layer(self, input_size: int, hidden_size: int, **layer_kwargs: object) -> ScanLayer:
         return MambaLayer(input_size, hidden_size, **layer_kwargs)  # type: ignore[arg-type]
