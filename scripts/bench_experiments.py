@@ -84,9 +84,17 @@ def main() -> None:
         print(f"| {name} | {median:.1f} s | {median / one:.2f}x |")
     print()
     print(f"ratio all cores / 1 worker: {ratio:.2f}x (target <= 0.6x on 2 cores; ideal ceil({runs}/{cores})/{runs} = {ideal:.2f}x)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > cores:
+        print(
+            f"warning: the machine was busy (load average {load:.0f} on {cores} cores). Under Linux's autogroup "
+            "scheduler a session gets one share of the CPUs however many processes it runs, so the workers could "
+            "not get more CPU than one worker: this ratio says nothing about the parallel speed-up."
+        )
     print(
         "Expected scaling: runs are independent and single-threaded, so W workers finish R runs in about "
-        "ceil(R/W) run times plus process start-up (~1-2 s per worker, the fork server imports torch once). "
+        "ceil(R/W) run times plus ~0.3 s per run start (a fork of a server that imported torch once), about 0.55x "
+        "on an idle 2-core machine. "
         "This 8-run comparison gains at most 8x whatever the cores: about 0.13-0.2x on 16 or 64 cores (one wave; "
         "the slowest run and start-up bound it). A 27-run suite (3x3x3) would take about 2 waves on 16 cores "
         "(~0.08x) and 1 wave on 64 (~0.04x, bounded by its slowest run); all-core clocks and shared caches "

@@ -138,7 +138,9 @@ def _worker(run: Run, fresh: bool, messages: Any) -> None:
 def _context() -> Any:
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
-        context.set_forkserver_preload(["dream_rl.experiments.runner"])
+        # imported once by the server, not by every run: the runner (torch, SB3, gymnasium) and
+        # torch._dynamo, which the first optimizer of a process imports (seconds, for each run)
+        context.set_forkserver_preload(["dream_rl.experiments.runner", "torch._dynamo"])
         return context
     return mp.get_context("spawn")
 
