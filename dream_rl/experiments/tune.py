@@ -463,16 +463,11 @@ class _Objective:
 
 
 def _run_handle(config: Any, run: Any) -> tuple[Path, int, Callable[..., Any]]:
-    """(folder, budget in env steps, a function training it) of one of ``config.runs()``.
-
-    Two runner interfaces are served: ``Run`` objects trained by ``train_run(run, ...)`` (the
-    env x policy x seed experiments, each run with its env's budget) and ``(label, seed)`` pairs
-    trained by ``train_run(config, label, seed, ...)``."""
+    """(folder, budget in env steps, a function training it) of one of ``config.runs()``: each
+    run has its env's budget."""
     from dream_rl.experiments.runner import train_run
 
-    if hasattr(run, "run_dir"):
-        return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
-    return config.run_dir(*run), int(config.train.total_timesteps), lambda **kwargs: train_run(config, *run, **kwargs)
+    return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
 
 
 def _mark_pruned(run_dir: Path) -> None:
