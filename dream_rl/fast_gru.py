@@ -1,0 +1,340 @@
+"""A fused whole-sequence GRU: ``nn.GRU``'s values and gradients, computed much faster on CPU.
+
+``nn.GRU``'s CPU path runs a handful of small ops per step and lets autograd record each, so its
+forward+backward costs several times ``nn.LSTM``'s (oneDNN-fused) at RL sizes. Here one layer over
+a whole sequence is:
+
+1. the input projection of all T steps, ``gi = x W_ih^T + b_ih``: one GEMM (torch/MKL);
+2. the h-recurrence (``W_hh h`` and the gates, step by step) as one autograd node with a
+   hand-written backward: a C++ kernel (``dream_rl/csrc/gru_seq.cpp``, built on first use by
+   :mod:`dream_rl._cbuild`) or the pure-PyTorch kernel below (same loops, torch ops);
+3. autograd's GEMMs for ``W_ih``, ``b_ih`` and the input gradient; ``W_hh`` and ``b_hh`` get one
+   GEMM / one sum over the whole sequence in the node's backward.
+
+The parameters are an ``nn.GRU``'s own (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+``bias_hh_l{k}``, gates in the order r, z, n), so :func:`gru_forward` is a drop-in for
+``rnn(x, h0)`` and checkpoints are unchanged.
+
+Backends (:data:`BACKENDS`): ``"native"`` (the C++ kernel: CPU, float32/float64), ``"torch"`` (the
+pure-PyTorch kernel, any device), ``"module"`` (``nn.GRU`` itself: cuDNN on CUDA) and ``"auto"``:
+native where it applies, else ``nn.GRU`` on CUDA (cuDNN is already fused there), else the torch
+kernel. ``DREAM_RL_NO_EXTENSION=1`` disables the C++ kernel. Under ``torch.compile`` or a
+``torch.func`` transform ``auto`` uses ``nn.GRU``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+from dream_rl import _cbuild
+from dream_rl.errors import DREAMError
+
+__all__ = ["BACKENDS", "gru_forward", "gru_layer", "native_kernel", "TORCH_KERNEL"]
+
+BACKENDS = ("auto", "native", "torch", "module")
+ABI_VERSION = 1
+SOURCE = Path(__file__).resolve().parent / "csrc" / "gru_seq.cpp"
+
+
+class Kernel(Protocol):
+    """The h-recurrence of one layer. Shapes: gi (T,B,3H) with b_ih added, w_hh (3H,H), b_hh (3H),
+    h0 (B,H), out (T,B,H), saved (T,B,4H) = [r|z|n|hn], g_out (T,B,H), d_gi / d_gh (T,B,3H), g_h0 (B,H)."""
+
+    name: str
+
+    def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]: ...
+
+    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure-PyTorch kernel (any device): the readable version of the C++ loops
+
+
+class _TorchKernel:
+    name = "torch"
+
+    @staticmethod
+    def forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]:
+        T, B, H3 = gi.shape
+        H = H3 // 3
+        w_t = w_hh.t()
+        out = gi.new_empty(T, B, H)
+        saved = gi.new_empty(T, B, 4 * H) if save else None
+        h = h0
+        with torch.no_grad():
+            for t in range(T):
+                gh = torch.addmm(b_hh, h, w_t)  # (B, 3H)
+                rz = torch.sigmoid(gi[t, :, : 2 * H] + gh[:, : 2 * H])
+                r, z = rz[:, :H], rz[:, H:]
+                hn = gh[:, 2 * H :]
+                n = torch.tanh(torch.addcmul(gi[t, :, 2 * H :], r, hn))
+                h = torch.lerp(n, h, z)  # n + z (h - n) = (1 - z) n + z h
+                out[t] = h
+                if saved is not None:
+                    saved[t, :, : 2 * H] = rz
+                    saved[t, :, 2 * H : 3 * H] = n
+                    saved[t, :, 3 * H :] = hn
+        return out, saved
+
+    @staticmethod
+    def backward(w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        T, B, H = out.shape
+        d_gi = out.new_empty(T, B, 3 * H)
+        d_gh = out.new_empty(T, B, 3 * H)
+        carry = torch.zeros_like(h0)  # dL/dh_t through step t+1
+        with torch.no_grad():
+            for t in range(T - 1, -1, -1):
+                h_prev = h0 if t == 0 else out[t - 1]
+                r, z, n, hn = saved[t].split(H, dim=1)
+                dh = g_out[t] + carry
+                dn = dh * (1 - z) * (1 - n * n)  # through tanh
+                dr = dn * hn * r * (1 - r)
+                dz = dh * (h_prev - n) * z * (1 - z)
+                d_gi[t, :, :H] = dr
+                d_gi[t, :, H : 2 * H] = dz
+                d_gi[t, :, 2 * H :] = dn
+                d_gh[t, :, : 2 * H] = d_gi[t, :, : 2 * H]
+                d_gh[t, :, 2 * H :] = dn * r
+                carry = torch.addmm(dh * z, d_gh[t], w_hh)
+        return d_gi, d_gh, carry
+
+
+TORCH_KERNEL = _TorchKernel()
+
+
+# ---------------------------------------------------------------------------------------------
+# the C++ kernel
+
+
+class _NativeKernel:
+    """ctypes front-end of ``gru_seq.cpp``. Every tensor is checked (device, dtype, contiguity,
+    exact shape) before its pointer is handed over: the C++ code trusts the shapes it is given."""
+
+    name = "native"
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        lib.gru_seq_abi_version.restype = ctypes.c_int64
+        if lib.gru_seq_abi_version() != ABI_VERSION:
+            raise _cbuild.Unavailable("stale library (ABI version mismatch)")
+        p = ctypes.c_void_p
+        self._fns: dict[tuple[str, torch.dtype], Any] = {}
+        for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+            fwd = getattr(lib, f"gru_seq_forward_{suffix}")
+            fwd.argtypes, fwd.restype = [p] * 7, ctypes.c_int
+            bwd = getattr(lib, f"gru_seq_backward_{suffix}")
+            bwd.argtypes, bwd.restype = [p] * 9, ctypes.c_int
+            self._fns["forward", dtype] = fwd
+            self._fns["backward", dtype] = bwd
+
+    @staticmethod
+    def supports(t: Tensor) -> bool:
+        return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+    def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]:
+        T, B, H3 = gi.shape
+        H = H3 // 3
+        _check_buffers(gi.dtype, gi=(gi, (T, B, 3 * H)), w_hh=(w_hh, (3 * H, H)), b_hh=(b_hh, (3 * H,)), h0=(h0, (B, H)))
+        out = gi.new_empty(T, B, H)
+        saved = gi.new_empty(T, B, 4 * H) if save else None
+        dims = (ctypes.c_int64 * 3)(T, B, H)
+        status = self._fns["forward", gi.dtype](
+            ctypes.addressof(dims), gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), out.data_ptr(),
+            None if saved is None else saved.data_ptr(),
+        )
+        if status != 0:
+            raise DREAMError(f"GRU kernel rejected the sizes T={T}, B={B}, H={H}")
+        return out, saved
+
+    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        T, B, H = out.shape
+        _check_buffers(out.dtype, w_hh=(w_hh, (3 * H, H)), h0=(h0, (B, H)), out=(out, (T, B, H)),
+                       saved=(saved, (T, B, 4 * H)), g_out=(g_out, (T, B, H)))
+        d_gi = out.new_empty(T, B, 3 * H)
+        d_gh = out.new_empty(T, B, 3 * H)
+        g_h0 = out.new_empty(B, H)
+        dims = (ctypes.c_int64 * 3)(T, B, H)
+        status = self._fns["backward", out.dtype](
+            ctypes.addressof(dims), w_hh.data_ptr(), h0.data_ptr(), out.data_ptr(), saved.data_ptr(),
+            g_out.data_ptr(), d_gi.data_ptr(), d_gh.data_ptr(), g_h0.data_ptr(),
+        )
+        if status != 0:
+            raise DREAMError(f"GRU kernel rejected the sizes T={T}, B={B}, H={H}")
+        return d_gi, d_gh, g_h0
+
+
+def _check_buffers(dtype: torch.dtype, **tensors: tuple[Tensor, tuple[int, ...]]) -> None:
+    """Every tensor a contiguous CPU buffer of ``dtype`` with exactly the given shape, all sizes > 0."""
+    if dtype not in (torch.float32, torch.float64):
+        raise DREAMError(f"the C++ GRU kernel takes float32 or float64, got {dtype}; use backend='torch'")
+    for name, (t, shape) in tensors.items():
+        if t.device.type != "cpu":
+            raise DREAMError(f"the C++ GRU kernel runs on CPU; {name} is on {t.device}: use backend='torch'")
+        if t.dtype != dtype:
+            raise DREAMError(f"GRU kernel: {name} is {t.dtype}, expected {dtype} like the input")
+        if tuple(t.shape) != shape or min(shape) <= 0:
+            raise DREAMError(f"GRU kernel: {name} has shape {tuple(t.shape)}, expected {shape} (all sizes > 0)")
+        if not t.is_contiguous():
+            raise DREAMError(f"GRU kernel: {name} must be contiguous")
+
+
+def _self_test(kernel: _NativeKernel) -> None:
+    """The C++ kernel against the pure-PyTorch one on small problems (float64 and float32, a hidden
+    size that is not a multiple of the vector width, odd batch sizes, saturated gates)."""
+    gen = torch.Generator().manual_seed(0)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        for T, B, H in ((3, 3, 5), (2, 9, 17), (1, 1, 1)):
+            gi = 3 * torch.randn(T, B, 3 * H, generator=gen, dtype=dtype)
+            w_hh = torch.randn(3 * H, H, generator=gen, dtype=dtype) / H**0.5
+            b_hh = torch.randn(3 * H, generator=gen, dtype=dtype)
+            h0 = torch.randn(B, H, generator=gen, dtype=dtype).tanh()
+            gi[0, 0, 0], gi[-1, -1, -1] = 200.0, -200.0  # saturated gates stay finite
+            g_out = torch.randn(T, B, H, generator=gen, dtype=dtype)
+            ref = TORCH_KERNEL.forward(gi, w_hh, b_hh, h0, True)
+            got = kernel.forward(gi, w_hh, b_hh, h0, True)
+            ref_b = TORCH_KERNEL.backward(w_hh, h0, ref[0], ref[1], g_out)  # type: ignore[arg-type]
+            got_b = kernel.backward(w_hh, h0, got[0], got[1], g_out)  # type: ignore[arg-type]
+            for a, b in zip((*ref, *ref_b), (*got, *got_b)):
+                assert a is not None and b is not None
+                if not torch.allclose(a, b, rtol=tol, atol=tol):
+                    raise _cbuild.Unavailable(
+                        f"self-test failed ({dtype}, T={T}, B={B}, H={H}): max error {(a - b).abs().max().item():.3g}"
+                    )
+
+
+def _load_native() -> tuple[_NativeKernel, Path]:
+    lib, path = _cbuild.compile_and_load(SOURCE)
+    kernel = _NativeKernel(lib)
+    _self_test(kernel)
+    return kernel, path
+
+
+_NATIVE = _cbuild.OptionalExtension("C++ GRU kernel", _load_native)
+
+
+def native_kernel() -> _NativeKernel | None:
+    """The C++ kernel, built on first use; None (after one warning) where it cannot be built."""
+    return _NATIVE.load()
+
+
+def native_unavailable_reason() -> str:
+    """Why :func:`native_kernel` returned None, or ``"loaded"``."""
+    return _NATIVE.unavailable_reason()
+
+
+# ---------------------------------------------------------------------------------------------
+# autograd
+
+
+class _Recurrence(torch.autograd.Function):
+    """One layer's h-recurrence as one autograd node: (gi, h0, w_hh, b_hh) → out (T, B, H)."""
+
+    @staticmethod
+    def forward(ctx: Any, kernel: Kernel, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+        out, saved = kernel.forward(gi, w_hh, b_hh, h0, True)
+        ctx.kernel = kernel
+        ctx.save_for_backward(w_hh, h0, out, saved)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_out: Tensor) -> tuple[Tensor | None, ...]:
+        w_hh, h0, out, saved = ctx.saved_tensors
+        d_gi, d_gh, g_h0 = ctx.kernel.backward(w_hh, h0, out, saved, g_out.contiguous())
+        T, B, H = out.shape
+        need = ctx.needs_input_grad
+        g_w_hh = g_b_hh = None
+        if need[3]:  # the weight gradient of all steps in one product: sum_t d_gh[t]^T h_{t-1}
+            h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(T * B, H)
+            g_w_hh = d_gh.reshape(T * B, 3 * H).t() @ h_prev
+        if need[4]:
+            g_b_hh = d_gh.reshape(T * B, 3 * H).sum(0)
+        return None, d_gi if need[1] else None, g_h0 if need[2] else None, g_w_hh, g_b_hh
+
+
+def gru_layer(
+    x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, kernel: Kernel
+) -> Tensor:
+    """One GRU layer over a sequence: x (T, B, I), h0 (B, H), nn.GRU's weights → out (T, B, H).
+
+    The final state is ``out[-1]``. Missing biases (``bias=False``) count as zeros.
+    """
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    x2 = x.reshape(T * B, I)
+    gi = (torch.addmm(b_ih, x2, w_ih.t()) if b_ih is not None else x2 @ w_ih.t()).view(T, B, 3 * H)
+    bias = b_hh if b_hh is not None else w_hh.new_zeros(3 * H)
+    h0 = h0.contiguous()
+    w_hh_c = w_hh.contiguous()
+    if torch.is_grad_enabled() and (gi.requires_grad or h0.requires_grad or w_hh.requires_grad or bias.requires_grad):
+        return _Recurrence.apply(kernel, gi, h0, w_hh_c, bias.contiguous())
+    out, _ = kernel.forward(gi.contiguous(), w_hh_c, bias.contiguous(), h0, False)  # inference: nothing saved
+    return out
+
+
+def select_kernel(x: Tensor, backend: str = "auto") -> Kernel | None:
+    """The kernel ``backend`` means for input ``x``; None means ``nn.GRU`` itself."""
+    if backend not in BACKENDS:
+        raise DREAMError(f"unknown GRU backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "module":
+        return None
+    if backend == "torch":
+        return TORCH_KERNEL
+    if backend == "native":
+        kernel = native_kernel() if _NativeKernel.supports(x) else None
+        if kernel is None:
+            raise DREAMError(
+                "the C++ GRU kernel is not available here (CPU float32/float64 only, needs a C++ compiler; "
+                f"{native_unavailable_reason()}); use backend 'auto' or 'torch'"
+            )
+        return kernel
+    # auto
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return None  # traceable ops only
+    if _NativeKernel.supports(x):
+        kernel = native_kernel()
+        if kernel is not None:
+            return kernel
+    return None if x.is_cuda else TORCH_KERNEL
+
+
+def gru_forward(rnn: nn.GRU, x: Tensor, h0: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """``rnn(x, h0)`` for a time-major, unidirectional ``nn.GRU``, computed by ``backend``.
+
+    Args:
+        rnn: the module whose parameters are used (``batch_first=False``, not bidirectional).
+        x: (T, B, input_size).
+        h0: (num_layers, B, hidden_size).
+    Returns:
+        out (T, B, hidden_size) and h_n (num_layers, B, hidden_size), as ``nn.GRU`` returns them.
+    """
+    if rnn.batch_first or rnn.bidirectional:
+        raise DREAMError("gru_forward supports time-major, unidirectional nn.GRU only")
+    kernel = select_kernel(x, backend)
+    if kernel is None:
+        return rnn(x, h0)
+    dtype = x.dtype
+    for p in rnn.parameters():
+        if p.dtype != dtype or p.device != x.device:
+            raise DREAMError(f"GRU parameters are {p.dtype} on {p.device} but the input is {dtype} on {x.device}")
+    if h0.dtype != dtype or h0.device != x.device:
+        raise DREAMError(f"GRU state is {h0.dtype} on {h0.device} but the input is {dtype} on {x.device}")
+    finals = []
+    layer_input = x
+    for layer in range(rnn.num_layers):
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
+        b_ih = getattr(rnn, f"bias_ih_l{layer}") if rnn.bias else None
+        b_hh = getattr(rnn, f"bias_hh_l{layer}") if rnn.bias else None
+        out = gru_layer(layer_input, h0[layer], w_ih, w_hh, b_ih, b_hh, kernel)
+        finals.append(out[-1])
+        layer_input = out
+        if rnn.dropout > 0 and rnn.training and layer < rnn.num_layers - 1:  # as nn.GRU: not after the last layer
+            layer_input = F.dropout(out, rnn.dropout, training=True)
+    return layer_input, torch.stack(finals)
