@@ -40,6 +40,7 @@ __all__ = [
     "Unavailable",
     "OptionalExtension",
     "cache_dir",
+    "cached_library_path",
     "compile_and_load",
     "compiler",
     "cpu_signature",
@@ -118,11 +119,7 @@ def compile_and_load(
         raise Unavailable("disabled by DREAM_RL_NO_EXTENSION", quiet=True)
     if os.name == "nt":
         raise Unavailable("not supported on Windows", quiet=True)
-    text = Path(source).read_bytes()
-    flags_key = repr([list(base_flags), [list(f) for f in flag_sets]]).encode()
-    key = hashlib.sha256(text + flags_key + cpu_signature().encode()).hexdigest()[:16]
-    name = f"{Path(source).stem}_{key}.so"
-    path = cache_dir() / name
+    path = cached_library_path(source, base_flags, flag_sets)
     if not path.exists():
         path = _writable(path)
         if not path.exists():
@@ -136,6 +133,16 @@ def compile_and_load(
         with _BuildLock(path):
             _build(Path(source), path, base_flags, flag_sets)
         return ctypes.CDLL(str(path)), path
+
+
+def cached_library_path(
+    source: Path, base_flags: Sequence[str] = BASE_FLAGS, flag_sets: Sequence[Sequence[str]] = FLAG_SETS
+) -> Path:
+    """Where the build of ``source`` for this CPU and these flags is cached: ``<stem>_<hash>.so``
+    under :func:`cache_dir` (a per-user temp directory is used instead when that is unwritable)."""
+    flags_key = repr([list(base_flags), [list(f) for f in flag_sets]]).encode()
+    key = hashlib.sha256(Path(source).read_bytes() + flags_key + cpu_signature().encode()).hexdigest()[:16]
+    return cache_dir() / f"{Path(source).stem}_{key}.so"
 
 
 class OptionalExtension(Generic[K]):

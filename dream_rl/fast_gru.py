@@ -4,12 +4,17 @@
 forward+backward costs several times ``nn.LSTM``'s (oneDNN-fused) at RL sizes. Here one layer over
 a whole sequence is:
 
-1. the input projection of all T steps, ``gi = x W_ih^T + b_ih``: one GEMM (torch/MKL);
+1. the input projection of all T steps, ``gi = x W_ih^T + b_ih``: one matrix product;
 2. the h-recurrence (``W_hh h`` and the gates, step by step) as one autograd node with a
    hand-written backward: a C++ kernel (``dream_rl/csrc/gru_seq.cpp``, built on first use by
    :mod:`dream_rl._cbuild`) or the pure-PyTorch kernel below (same loops, torch ops);
-3. autograd's GEMMs for ``W_ih``, ``b_ih`` and the input gradient; ``W_hh`` and ``b_hh`` get one
-   GEMM / one sum over the whole sequence in the node's backward.
+3. the gradients of the input and of all four parameter tensors: one matrix product (or sum) over
+   the whole sequence each.
+
+Steps 1-3 form one autograd node per layer. The matrix products are the C++ file's own (blocked,
+register-tiled, compiled for this CPU) with the C++ kernel: on CPUs where torch's BLAS runs a
+narrower SIMD path than ``-march=native`` allows (MKL on AMD), they would otherwise cost more than
+the recurrence; with the pure-PyTorch kernel they are ``torch.mm``.
 
 The parameters are an ``nn.GRU``'s own (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
 ``bias_hh_l{k}``, gates in the order r, z, n), so :func:`gru_forward` is a drop-in for
@@ -39,7 +44,7 @@ from dream_rl.errors import DREAMError
 __all__ = ["BACKENDS", "gru_forward", "gru_layer", "native_kernel", "TORCH_KERNEL"]
 
 BACKENDS = ("auto", "native", "torch", "module")
-ABI_VERSION = 1
+ABI_VERSION = 2
 SOURCE = Path(__file__).resolve().parent / "csrc" / "gru_seq.cpp"
 
 
@@ -52,6 +57,10 @@ class Kernel(Protocol):
     def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]: ...
 
     def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``a (M,K) @ b (K,N) [+ bias (N)]``, a new contiguous (M, N); a and b may be strided views."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +115,10 @@ class _TorchKernel:
                 carry = torch.addmm(dh * z, d_gh[t], w_hh)
         return d_gi, d_gh, carry
 
+    @staticmethod
+    def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+        return a @ b if bias is None else torch.addmm(bias, a, b)
+
 
 TORCH_KERNEL = _TorchKernel()
 
@@ -131,8 +144,11 @@ class _NativeKernel:
             fwd.argtypes, fwd.restype = [p] * 7, ctypes.c_int
             bwd = getattr(lib, f"gru_seq_backward_{suffix}")
             bwd.argtypes, bwd.restype = [p] * 9, ctypes.c_int
+            gemm = getattr(lib, f"gru_seq_gemm_{suffix}")
+            gemm.argtypes, gemm.restype = [p] * 5, ctypes.c_int
             self._fns["forward", dtype] = fwd
             self._fns["backward", dtype] = bwd
+            self._fns["gemm", dtype] = gemm
 
     @staticmethod
     def supports(t: Tensor) -> bool:
@@ -169,9 +185,27 @@ class _NativeKernel:
             raise DREAMError(f"GRU kernel rejected the sizes T={T}, B={B}, H={H}")
         return d_gi, d_gh, g_h0
 
+    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+        if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+            raise DREAMError(f"GRU kernel mm: cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
+        (M, K), N = a.shape, b.shape[1]
+        # a and b are read through their own strides: a valid torch view lies inside its storage
+        _check_buffers(a.dtype, a=(a, (M, K)), b=(b, (K, N)), strided=True)
+        if bias is not None:
+            _check_buffers(a.dtype, bias=(bias, (N,)))
+        c = a.new_empty(M, N)
+        dims = (ctypes.c_int64 * 7)(M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1))
+        status = self._fns["gemm", a.dtype](
+            ctypes.addressof(dims), a.data_ptr(), b.data_ptr(), None if bias is None else bias.data_ptr(), c.data_ptr()
+        )
+        if status != 0:
+            raise DREAMError(f"GRU kernel rejected the product {tuple(a.shape)} @ {tuple(b.shape)}")
+        return c
 
-def _check_buffers(dtype: torch.dtype, **tensors: tuple[Tensor, tuple[int, ...]]) -> None:
-    """Every tensor a contiguous CPU buffer of ``dtype`` with exactly the given shape, all sizes > 0."""
+
+def _check_buffers(dtype: torch.dtype, strided: bool = False, **tensors: tuple[Tensor, tuple[int, ...]]) -> None:
+    """Every tensor a CPU buffer of ``dtype`` with exactly the given shape, all sizes > 0, contiguous
+    (or, with ``strided``, any non-negative strides)."""
     if dtype not in (torch.float32, torch.float64):
         raise DREAMError(f"the C++ GRU kernel takes float32 or float64, got {dtype}; use backend='torch'")
     for name, (t, shape) in tensors.items():
@@ -181,7 +215,10 @@ def _check_buffers(dtype: torch.dtype, **tensors: tuple[Tensor, tuple[int, ...]]
             raise DREAMError(f"GRU kernel: {name} is {t.dtype}, expected {dtype} like the input")
         if tuple(t.shape) != shape or min(shape) <= 0:
             raise DREAMError(f"GRU kernel: {name} has shape {tuple(t.shape)}, expected {shape} (all sizes > 0)")
-        if not t.is_contiguous():
+        if strided:
+            if any(st < 0 for st in t.stride()):
+                raise DREAMError(f"GRU kernel: {name} has a negative stride")
+        elif not t.is_contiguous():
             raise DREAMError(f"GRU kernel: {name} must be contiguous")
 
 
@@ -201,7 +238,12 @@ def _self_test(kernel: _NativeKernel) -> None:
             got = kernel.forward(gi, w_hh, b_hh, h0, True)
             ref_b = TORCH_KERNEL.backward(w_hh, h0, ref[0], ref[1], g_out)  # type: ignore[arg-type]
             got_b = kernel.backward(w_hh, h0, got[0], got[1], g_out)  # type: ignore[arg-type]
-            for a, b in zip((*ref, *ref_b), (*got, *got_b)):
+            a_mat = torch.randn(3 * H + 2, T * B + 140, generator=gen, dtype=dtype)  # k spans two chunks
+            b_mat = torch.randn(3 * H + 2, 2 * H + 1, generator=gen, dtype=dtype)
+            products = ((a_mat.t(), b_mat, b_hh[: 2 * H + 1]), (a_mat.t(), b_mat, None), (b_mat.t(), a_mat, None))
+            ref_mm = [TORCH_KERNEL.mm(*args) for args in products]
+            got_mm = [kernel.mm(*args) for args in products]
+            for a, b in zip((*ref, *ref_b, *ref_mm), (*got, *got_b, *got_mm)):
                 assert a is not None and b is not None
                 if not torch.allclose(a, b, rtol=tol, atol=tol):
                     raise _cbuild.Unavailable(
@@ -233,30 +275,41 @@ def native_unavailable_reason() -> str:
 # autograd
 
 
-class _Recurrence(torch.autograd.Function):
-    """One layer's h-recurrence as one autograd node: (gi, h0, w_hh, b_hh) → out (T, B, H)."""
+class _Layer(torch.autograd.Function):
+    """One GRU layer over a whole sequence as one autograd node:
+    (x (T,B,I), h0 (B,H), w_ih, w_hh, b_ih, b_hh) → out (T, B, H)."""
 
     @staticmethod
-    def forward(ctx: Any, kernel: Kernel, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+    def forward(ctx: Any, kernel: Kernel, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
+                b_hh: Tensor) -> Tensor:
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        gi = kernel.mm(x.reshape(T * B, I), w_ih.t(), b_ih).view(T, B, 3 * H)  # all steps' input projection
         out, saved = kernel.forward(gi, w_hh, b_hh, h0, True)
         ctx.kernel = kernel
-        ctx.save_for_backward(w_hh, h0, out, saved)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, out, saved)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_out: Tensor) -> tuple[Tensor | None, ...]:
-        w_hh, h0, out, saved = ctx.saved_tensors
-        d_gi, d_gh, g_h0 = ctx.kernel.backward(w_hh, h0, out, saved, g_out.contiguous())
+        x, h0, w_ih, w_hh, out, saved = ctx.saved_tensors
+        kernel: Kernel = ctx.kernel
+        d_gi, d_gh, g_h0 = kernel.backward(w_hh, h0, out, saved, g_out.contiguous())
         T, B, H = out.shape
+        I = x.shape[2]
+        d_gi, d_gh = d_gi.view(T * B, 3 * H), d_gh.view(T * B, 3 * H)
         need = ctx.needs_input_grad
-        g_w_hh = g_b_hh = None
-        if need[3]:  # the weight gradient of all steps in one product: sum_t d_gh[t]^T h_{t-1}
-            h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(T * B, H)
-            g_w_hh = d_gh.reshape(T * B, 3 * H).t() @ h_prev
+        # every gradient but h0's is one product (or sum) over all T*B rows
+        g_x = kernel.mm(d_gi, w_ih).view(T, B, I) if need[1] else None
+        g_w_ih = kernel.mm(d_gi.t(), x.reshape(T * B, I)) if need[3] else None
+        g_w_hh = None
         if need[4]:
-            g_b_hh = d_gh.reshape(T * B, 3 * H).sum(0)
-        return None, d_gi if need[1] else None, g_h0 if need[2] else None, g_w_hh, g_b_hh
+            h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).view(T * B, H)
+            g_w_hh = kernel.mm(d_gh.t(), h_prev)
+        g_b_ih = d_gi.sum(0) if need[5] else None
+        g_b_hh = d_gh.sum(0) if need[6] else None
+        return None, g_x, g_h0 if need[2] else None, g_w_ih, g_w_hh, g_b_ih, g_b_hh
 
 
 def gru_layer(
@@ -266,17 +319,16 @@ def gru_layer(
 
     The final state is ``out[-1]``. Missing biases (``bias=False``) count as zeros.
     """
-    T, B, I = x.shape
     H = w_hh.shape[1]
-    x2 = x.reshape(T * B, I)
-    gi = (torch.addmm(b_ih, x2, w_ih.t()) if b_ih is not None else x2 @ w_ih.t()).view(T, B, 3 * H)
-    bias = b_hh if b_hh is not None else w_hh.new_zeros(3 * H)
-    h0 = h0.contiguous()
-    w_hh_c = w_hh.contiguous()
-    if torch.is_grad_enabled() and (gi.requires_grad or h0.requires_grad or w_hh.requires_grad or bias.requires_grad):
-        return _Recurrence.apply(kernel, gi, h0, w_hh_c, bias.contiguous())
-    out, _ = kernel.forward(gi.contiguous(), w_hh_c, bias.contiguous(), h0, False)  # inference: nothing saved
-    return out
+    b_ih = b_ih if b_ih is not None else w_hh.new_zeros(3 * H)
+    b_hh = b_hh if b_hh is not None else w_hh.new_zeros(3 * H)
+    args = (x.contiguous(), h0.contiguous(), w_ih.contiguous(), w_hh.contiguous(), b_ih.contiguous(), b_hh.contiguous())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+        return _Layer.apply(kernel, *args)
+    x, h0, w_ih, w_hh, b_ih, b_hh = args  # inference: nothing saved for a backward
+    T, B, I = x.shape
+    gi = kernel.mm(x.view(T * B, I), w_ih.t(), b_ih).view(T, B, 3 * H)
+    return kernel.forward(gi, w_hh, b_hh, h0, False)[0]
 
 
 def select_kernel(x: Tensor, backend: str = "auto") -> Kernel | None:

@@ -2,7 +2,10 @@
 """The fused GRU (dream_rl.fast_gru) against nn.GRU and torch's fused nn.LSTM: forward+backward over
 a sequence, and the single-step (T = 1) rollout latency. CPU, float32, one thread by default.
 
-Every contender runs once per round, rounds interleaved, in one process; the table shows medians.
+Every contender runs once per round, rounds interleaved, in one process; the table shows medians
+of the process's CPU time per call (``time.process_time``): with one thread that is the wall time
+of an idle machine, and it does not count the time other processes on a shared machine take
+(``--clock wall`` measures wall time instead).
 "before" is ``nn.GRU``; "after" is what the GRU torso runs by default (the C++ kernel where it
 builds, else the pure-PyTorch kernel); "torch" is the pure-PyTorch kernel (the fallback). Target:
 after/LSTM <= 1.0 at every size.
@@ -68,7 +71,12 @@ def rollout_step(module: nn.Module, B: int, I: int, H: int, backend: str | None)
     return run
 
 
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1) -> dict[str, float]:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1, clock: Callable[[], float] = time.process_time
+) -> dict[str, float]:
     """Median seconds per call of each contender, one batch of ``calls`` each per round."""
     for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
         fn()
@@ -76,10 +84,10 @@ def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: i
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls):
                 fn()
-            times[name].append((time.perf_counter() - start) / calls)
+            times[name].append((clock() - start) / calls)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -96,22 +104,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size (default 15)")
     parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu (process CPU time, default) or wall")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (5 if args.quick else 15)
     T = args.seq_len
     native = fast_gru.native_kernel() is not None
+    clock = CLOCKS[args.clock]
 
     info = describe_machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    print(f"GRU forward+backward over T={T}, float32, median of {rounds} interleaved rounds", flush=True)
+    print(f"GRU forward+backward over T={T}, float32, {args.clock} time, median of {rounds} interleaved rounds",
+          flush=True)
     header = (f"{'B, I, H':>12} | {'LSTM':>7} | {'nn.GRU':>7} | {'torch':>7} | {'after':>7} | "
               f"{'nn.GRU/LSTM':>11} | {'after/LSTM':>10} | {'speed-up':>8}")
     print(header + "\n" + "-" * len(header), flush=True)
-    results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "native": native, "sizes": [], "rollout": None}
+    results: dict = {"machine": info, "clock": args.clock, "seq_len": T, "rounds": rounds, "native": native, "sizes": [], "rollout": None}
     for B, I, H in SIZES:
-        ms = {k: 1e3 * v for k, v in interleaved(contenders_for(B, I, H, T), rounds).items()}
+        ms = {k: 1e3 * v for k, v in interleaved(contenders_for(B, I, H, T), rounds, clock=clock).items()}
         print(f"{f'{B}, {I}, {H}':>12} | {ms['lstm']:7.2f} | {ms['before']:7.2f} | {ms['torch']:7.2f} | "
               f"{ms['after']:7.2f} | {ms['before'] / ms['lstm']:10.2f}x | {ms['after'] / ms['lstm']:9.2f}x | "
               f"{ms['before'] / ms['after']:7.1f}x", flush=True)
@@ -121,7 +132,7 @@ def main() -> None:
 
     B, I, H = ROLLOUT
     with torch.no_grad():
-        us = {k: 1e6 * v for k, v in interleaved(contenders_for(B, I, H, None), rounds, calls=200).items()}
+        us = {k: 1e6 * v for k, v in interleaved(contenders_for(B, I, H, None), rounds, calls=200, clock=clock).items()}
     print(f"\nrollout step (T=1, B={B}, I={I}, H={H}, no_grad), µs per call: "
           + ", ".join(f"{k} {v:.1f}" for k, v in us.items()) + f"; after/LSTM {us['after'] / us['lstm']:.2f}x")
     results["rollout"] = {"B": B, "I": I, "H": H, "us": us}

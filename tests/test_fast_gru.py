@@ -162,6 +162,33 @@ def test_native_kernel_rejects_bad_buffers():
         kernel.forward(gi[:0], w, b, h0, True)
 
 
+@pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (13, 37, 300), (40, 16, 5), (9, 33, 129), (100, 8, 384)])
+def test_native_matrix_product_equals_torch(dtype, shape):
+    """The C++ products (input projection, weight and input gradients) on strided views: transposes,
+    every row-tile size, column tails, k over several chunks, with and without bias."""
+    M, N, K = shape
+    g = torch.Generator().manual_seed(M * N * K)
+    kernel = fast_gru.native_kernel()
+    a = torch.randn(M, K, generator=g, dtype=dtype)
+    a_t = torch.randn(K, M, generator=g, dtype=dtype).t()
+    b = torch.randn(K, N, generator=g, dtype=dtype)
+    b_t = torch.randn(N, K, generator=g, dtype=dtype).t()
+    bias = torch.randn(N, generator=g, dtype=dtype)
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == F64 else dict(rtol=1e-4, atol=1e-4)
+    for left in (a, a_t):
+        for right in (b, b_t):
+            torch.testing.assert_close(kernel.mm(left, right), left @ right, **tol)
+            torch.testing.assert_close(kernel.mm(left, right, bias), torch.addmm(bias, left, right), **tol)
+    sliced = torch.randn(M, 2 * K, generator=g, dtype=dtype)[:, ::2]  # a non-unit k stride
+    torch.testing.assert_close(kernel.mm(sliced, b), sliced @ b, **tol)
+    with pytest.raises(DREAMError, match="cannot multiply"):
+        kernel.mm(a, b[:-1] if K > 1 else torch.zeros(2, N, dtype=dtype))
+    with pytest.raises(DREAMError, match="bias has shape"):
+        kernel.mm(a, b, torch.zeros(N + 1, dtype=dtype))
+
+
 def test_unknown_backend_and_layout_are_rejected():
     rnn, x, h0 = gru_and_inputs(2, 2, 3, 4, 1)
     with pytest.raises(DREAMError, match="unknown GRU backend"):

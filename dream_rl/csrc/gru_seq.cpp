@@ -358,6 +358,85 @@ void backward(const Dims& d, const T* w_hh, const T* h0, const T* out, const T* 
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// C (M,N) = A (M,K) @ B (K,N) [+ bias (N)], A and B strided (any non-negative strides: A^T of a
+// row-major matrix is rows stride 1, k stride M). For the sequence-wide products around the
+// recurrence (input projection, input and weight gradients): written here because on CPUs where
+// torch's BLAS takes a narrower SIMD path than this build's, these products dominate otherwise.
+// Blocked over k (chunks of kKc, whose A rows stay in L2) and over column panels of two vectors
+// (packed, zero-padded, in L1); a micro-tile keeps MR x 2 accumulators in registers.
+
+constexpr int64_t kKc = 128;
+
+template <typename T, int MR, int NJ>
+inline void gemm_tile(int64_t kc, const T* __restrict a, int64_t a_rs, int64_t a_ks, const T* __restrict bp,
+                      T* __restrict c, int64_t ldc, int64_t ncols, const T* bias, bool first) {
+  using V = Vec<T>;
+  constexpr int L = Simd<T>::L;
+  V acc[MR][NJ];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NJ; ++j) acc[i][j] = V{};
+  for (int64_t k = 0; k < kc; ++k) {
+    V bv[NJ];
+    for (int j = 0; j < NJ; ++j) bv[j] = load<T>(bp + (k * 2 + j) * L);
+    for (int i = 0; i < MR; ++i) {
+      const V av = splat<T>(a[i * a_rs + k * a_ks]);
+      for (int j = 0; j < NJ; ++j) acc[i][j] += av * bv[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NJ; ++j) {
+      const int64_t cnt = std::min<int64_t>(L, ncols - j * L);
+      T* ci = c + i * ldc + j * L;
+      V v = acc[i][j];
+      if (first) {
+        if (bias != nullptr) v += load_n<T>(bias + j * L, cnt);
+      } else {
+        v += load_n<T>(ci, cnt);
+      }
+      store_n<T>(ci, v, cnt);
+    }
+}
+
+template <typename T, int MR, int NJ>
+inline void gemm_rows(int64_t& i, int64_t M, int64_t kc, const T* a, int64_t a_rs, int64_t a_ks, const T* bp, T* c,
+                      int64_t ldc, int64_t ncols, const T* bias, bool first) {
+  for (; i + MR <= M; i += MR) gemm_tile<T, MR, NJ>(kc, a + i * a_rs, a_rs, a_ks, bp, c + i * ldc, ldc, ncols, bias, first);
+}
+
+template <typename T, int NJ>
+void gemm_panel(int64_t M, int64_t kc, const T* a, int64_t a_rs, int64_t a_ks, const T* bp, T* c, int64_t ldc,
+                int64_t ncols, const T* bias, bool first) {
+  int64_t i = 0;
+  gemm_rows<T, kMaxRows, NJ>(i, M, kc, a, a_rs, a_ks, bp, c, ldc, ncols, bias, first);
+  if (kMaxRows > 4) gemm_rows<T, 4, NJ>(i, M, kc, a, a_rs, a_ks, bp, c, ldc, ncols, bias, first);
+  gemm_rows<T, 2, NJ>(i, M, kc, a, a_rs, a_ks, bp, c, ldc, ncols, bias, first);
+  gemm_rows<T, 1, NJ>(i, M, kc, a, a_rs, a_ks, bp, c, ldc, ncols, bias, first);
+}
+
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_ks, const T* b, int64_t b_ks,
+          int64_t b_ns, const T* bias, T* c) {
+  constexpr int L = Simd<T>::L;
+  constexpr int64_t PW = 2 * L;  // panel width
+  std::vector<T> bp(static_cast<size_t>(kKc * PW));
+  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+    const int64_t kc = std::min(kKc, K - k0);
+    for (int64_t j0 = 0; j0 < N; j0 += PW) {
+      const int64_t ncols = std::min(PW, N - j0);
+      std::fill(bp.begin(), bp.end(), T(0));
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t j = 0; j < ncols; ++j) bp[k * PW + j] = b[(k0 + k) * b_ks + (j0 + j) * b_ns];
+      const T* ak = a + k0 * a_ks;
+      const T* bj = bias == nullptr ? nullptr : bias + j0;
+      if (ncols > L)
+        gemm_panel<T, 2>(M, kc, ak, a_rs, a_ks, bp.data(), c + j0, N, ncols, bj, k0 == 0);
+      else
+        gemm_panel<T, 1>(M, kc, ak, a_rs, a_ks, bp.data(), c + j0, N, ncols, bj, k0 == 0);
+    }
+  }
+}
+
 bool valid(const int64_t* dims) {
   return dims != nullptr && dims[0] > 0 && dims[1] > 0 && dims[2] > 0;
 }
@@ -366,7 +445,7 @@ bool valid(const int64_t* dims) {
 
 extern "C" {
 
-int64_t gru_seq_abi_version() { return 1; }
+int64_t gru_seq_abi_version() { return 2; }
 
 // The SIMD width in elements of float (diagnostics: 16 with AVX-512, 8 otherwise).
 int64_t gru_seq_float_lanes() { return Simd<float>::L; }
@@ -392,5 +471,18 @@ GRU_FORWARD(gru_seq_forward_f64, double)
   }
 GRU_BACKWARD(gru_seq_backward_f32, float)
 GRU_BACKWARD(gru_seq_backward_f64, double)
+
+// dims = {M, N, K, a_rs, a_ks, b_ks, b_ns}: c (M,N) contiguous = a @ b (+ bias (N), may be null).
+// Returns 1 (nothing written) unless M, N, K > 0 and every stride >= 0.
+#define GRU_GEMM(NAME, TYPE)                                                                             \
+  int NAME(const int64_t* dims, const TYPE* a, const TYPE* b, const TYPE* bias, TYPE* c) {               \
+    if (dims == nullptr || dims[0] <= 0 || dims[1] <= 0 || dims[2] <= 0) return 1;                       \
+    for (int i = 3; i < 7; ++i)                                                                          \
+      if (dims[i] < 0) return 1;                                                                         \
+    gemm<TYPE>(dims[0], dims[1], dims[2], a, dims[3], dims[4], b, dims[5], dims[6], bias, c);            \
+    return 0;                                                                                            \
+  }
+GRU_GEMM(gru_seq_gemm_f32, float)
+GRU_GEMM(gru_seq_gemm_f64, double)
 
 }  // extern "C"
