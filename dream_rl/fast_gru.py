@@ -44,22 +44,33 @@ from dream_rl.errors import DREAMError
 __all__ = ["BACKENDS", "gru_forward", "gru_layer", "native_kernel", "TORCH_KERNEL"]
 
 BACKENDS = ("auto", "native", "torch", "module")
-ABI_VERSION = 2
+ABI_VERSION = 3
 SOURCE = Path(__file__).resolve().parent / "csrc" / "gru_seq.cpp"
 
 
 class Kernel(Protocol):
-    """The h-recurrence of one layer. Shapes: gi (T,B,3H) with b_ih added, w_hh (3H,H), b_hh (3H),
-    h0 (B,H), out (T,B,H), saved (T,B,4H) = [r|z|n|hn], g_out (T,B,H), d_gi / d_gh (T,B,3H), g_h0 (B,H)."""
+    """The h-recurrence of one layer and the matrix products around it.
+
+    Shapes: gi (T,B,3H) input pre-activations [r|z|n] with b_ih added, w_hh (3H,H), b_hh (3H),
+    h0 (B,H), out (T,B,H), hn (T,B,H) = W_hn h + b_hn per step, g_out (T,B,H), g_h0 (B,H). Buffers
+    are reused in place (less memory traffic): with ``save`` the forward overwrites ``gi`` with the
+    gates r, z, n; the backward overwrites those gates with d_gi (the gradient of gi) and ``hn``
+    with dn * r, the n part of d_gh (the gradient of W_hh h + b_hh, whose r and z parts are d_gi's).
+    """
 
     name: str
 
-    def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]: ...
+    def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]:
+        """→ out, hn (None without ``save``)."""
+        ...
 
-    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, gates: Tensor, hn: Tensor, g_out: Tensor) -> Tensor:
+        """Turns ``gates`` into d_gi and ``hn`` into d_gh's n part; → g_h0."""
+        ...
 
-    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-        """``a (M,K) @ b (K,N) [+ bias (N)]``, a new contiguous (M, N); a and b may be strided views."""
+    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """``a (M,K) @ b (K,N) [+ bias (N)]`` into ``out`` (contiguous (M, N)) or a new tensor; a and
+        b may be strided views."""
         ...
 
 
@@ -76,7 +87,7 @@ class _TorchKernel:
         H = H3 // 3
         w_t = w_hh.t()
         out = gi.new_empty(T, B, H)
-        saved = gi.new_empty(T, B, 4 * H) if save else None
+        hn_all = gi.new_empty(T, B, H) if save else None
         h = h0
         with torch.no_grad():
             for t in range(T):
@@ -87,37 +98,38 @@ class _TorchKernel:
                 n = torch.tanh(torch.addcmul(gi[t, :, 2 * H :], r, hn))
                 h = torch.lerp(n, h, z)  # n + z (h - n) = (1 - z) n + z h
                 out[t] = h
-                if saved is not None:
-                    saved[t, :, : 2 * H] = rz
-                    saved[t, :, 2 * H : 3 * H] = n
-                    saved[t, :, 3 * H :] = hn
-        return out, saved
+                if hn_all is not None:
+                    gi[t, :, : 2 * H] = rz
+                    gi[t, :, 2 * H :] = n
+                    hn_all[t] = hn
+        return out, hn_all
 
     @staticmethod
-    def backward(w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def backward(w_hh: Tensor, h0: Tensor, out: Tensor, gates: Tensor, hn: Tensor, g_out: Tensor) -> Tensor:
         T, B, H = out.shape
-        d_gi = out.new_empty(T, B, 3 * H)
-        d_gh = out.new_empty(T, B, 3 * H)
         carry = torch.zeros_like(h0)  # dL/dh_t through step t+1
         with torch.no_grad():
             for t in range(T - 1, -1, -1):
                 h_prev = h0 if t == 0 else out[t - 1]
-                r, z, n, hn = saved[t].split(H, dim=1)
+                r, z, n = gates[t].split(H, dim=1)
                 dh = g_out[t] + carry
                 dn = dh * (1 - z) * (1 - n * n)  # through tanh
-                dr = dn * hn * r * (1 - r)
+                dr = dn * hn[t] * r * (1 - r)
                 dz = dh * (h_prev - n) * z * (1 - z)
-                d_gi[t, :, :H] = dr
-                d_gi[t, :, H : 2 * H] = dz
-                d_gi[t, :, 2 * H :] = dn
-                d_gh[t, :, : 2 * H] = d_gi[t, :, : 2 * H]
-                d_gh[t, :, 2 * H :] = dn * r
-                carry = torch.addmm(dh * z, d_gh[t], w_hh)
-        return d_gi, d_gh, carry
+                dhz = dh * z
+                hn[t] = dn * r
+                gates[t, :, :H] = dr
+                gates[t, :, H : 2 * H] = dz
+                gates[t, :, 2 * H :] = dn
+                carry = torch.addmm(dhz, gates[t, :, : 2 * H], w_hh[: 2 * H])
+                carry.addmm_(hn[t], w_hh[2 * H :])
+        return carry
 
     @staticmethod
-    def mm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-        return a @ b if bias is None else torch.addmm(bias, a, b)
+    def mm(a: Tensor, b: Tensor, bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        if out is None:
+            return a @ b if bias is None else torch.addmm(bias, a, b)
+        return torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
 
 
 TORCH_KERNEL = _TorchKernel()
@@ -143,7 +155,7 @@ class _NativeKernel:
             fwd = getattr(lib, f"gru_seq_forward_{suffix}")
             fwd.argtypes, fwd.restype = [p] * 7, ctypes.c_int
             bwd = getattr(lib, f"gru_seq_backward_{suffix}")
-            bwd.argtypes, bwd.restype = [p] * 9, ctypes.c_int
+            bwd.argtypes, bwd.restype = [p] * 8, ctypes.c_int
             gemm = getattr(lib, f"gru_seq_gemm_{suffix}")
             gemm.argtypes, gemm.restype = [p] * 5, ctypes.c_int
             self._fns["forward", dtype] = fwd
@@ -159,33 +171,31 @@ class _NativeKernel:
         H = H3 // 3
         _check_buffers(gi.dtype, gi=(gi, (T, B, 3 * H)), w_hh=(w_hh, (3 * H, H)), b_hh=(b_hh, (3 * H,)), h0=(h0, (B, H)))
         out = gi.new_empty(T, B, H)
-        saved = gi.new_empty(T, B, 4 * H) if save else None
+        hn = gi.new_empty(T, B, H) if save else None
         dims = (ctypes.c_int64 * 3)(T, B, H)
         status = self._fns["forward", gi.dtype](
             ctypes.addressof(dims), gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), out.data_ptr(),
-            None if saved is None else saved.data_ptr(),
+            None if hn is None else hn.data_ptr(),
         )
         if status != 0:
             raise DREAMError(f"GRU kernel rejected the sizes T={T}, B={B}, H={H}")
-        return out, saved
+        return out, hn
 
-    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, saved: Tensor, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def backward(self, w_hh: Tensor, h0: Tensor, out: Tensor, gates: Tensor, hn: Tensor, g_out: Tensor) -> Tensor:
         T, B, H = out.shape
         _check_buffers(out.dtype, w_hh=(w_hh, (3 * H, H)), h0=(h0, (B, H)), out=(out, (T, B, H)),
-                       saved=(saved, (T, B, 4 * H)), g_out=(g_out, (T, B, H)))
-        d_gi = out.new_empty(T, B, 3 * H)
-        d_gh = out.new_empty(T, B, 3 * H)
+                       gates=(gates, (T, B, 3 * H)), hn=(hn, (T, B, H)), g_out=(g_out, (T, B, H)))
         g_h0 = out.new_empty(B, H)
         dims = (ctypes.c_int64 * 3)(T, B, H)
         status = self._fns["backward", out.dtype](
-            ctypes.addressof(dims), w_hh.data_ptr(), h0.data_ptr(), out.data_ptr(), saved.data_ptr(),
-            g_out.data_ptr(), d_gi.data_ptr(), d_gh.data_ptr(), g_h0.data_ptr(),
+            ctypes.addressof(dims), w_hh.data_ptr(), h0.data_ptr(), out.data_ptr(), g_out.data_ptr(),
+            gates.data_ptr(), hn.data_ptr(), g_h0.data_ptr(),
         )
         if status != 0:
             raise DREAMError(f"GRU kernel rejected the sizes T={T}, B={B}, H={H}")
-        return d_gi, d_gh, g_h0
+        return g_h0
 
-    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    def mm(self, a: Tensor, b: Tensor, bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
             raise DREAMError(f"GRU kernel mm: cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
         (M, K), N = a.shape, b.shape[1]
@@ -193,7 +203,10 @@ class _NativeKernel:
         _check_buffers(a.dtype, a=(a, (M, K)), b=(b, (K, N)), strided=True)
         if bias is not None:
             _check_buffers(a.dtype, bias=(bias, (N,)))
-        c = a.new_empty(M, N)
+        c = a.new_empty(M, N) if out is None else out
+        _check_buffers(a.dtype, out=(c, (M, N)))
+        if c.data_ptr() in (a.data_ptr(), b.data_ptr()):
+            raise DREAMError("GRU kernel mm: out must not be an input")
         dims = (ctypes.c_int64 * 7)(M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1))
         status = self._fns["gemm", a.dtype](
             ctypes.addressof(dims), a.data_ptr(), b.data_ptr(), None if bias is None else bias.data_ptr(), c.data_ptr()
@@ -234,17 +247,23 @@ def _self_test(kernel: _NativeKernel) -> None:
             h0 = torch.randn(B, H, generator=gen, dtype=dtype).tanh()
             gi[0, 0, 0], gi[-1, -1, -1] = 200.0, -200.0  # saturated gates stay finite
             g_out = torch.randn(T, B, H, generator=gen, dtype=dtype)
-            ref = TORCH_KERNEL.forward(gi, w_hh, b_hh, h0, True)
-            got = kernel.forward(gi, w_hh, b_hh, h0, True)
-            ref_b = TORCH_KERNEL.backward(w_hh, h0, ref[0], ref[1], g_out)  # type: ignore[arg-type]
-            got_b = kernel.backward(w_hh, h0, got[0], got[1], g_out)  # type: ignore[arg-type]
+            results = []
+            for k in (TORCH_KERNEL, kernel):
+                gates = gi.clone()  # overwritten in place: gates, then their gradients
+                out, hn = k.forward(gates, w_hh, b_hh, h0, True)
+                assert hn is not None
+                saved = (gates.clone(), hn.clone())
+                g_h0 = k.backward(w_hh, h0, out, gates, hn, g_out)
+                results.append((out, *saved, gates, hn, g_h0, k.forward(gi.clone(), w_hh, b_hh, h0, False)[0]))
+            ref, got = results
             a_mat = torch.randn(3 * H + 2, T * B + 140, generator=gen, dtype=dtype)  # k spans two chunks
             b_mat = torch.randn(3 * H + 2, 2 * H + 1, generator=gen, dtype=dtype)
             products = ((a_mat.t(), b_mat, b_hh[: 2 * H + 1]), (a_mat.t(), b_mat, None), (b_mat.t(), a_mat, None))
             ref_mm = [TORCH_KERNEL.mm(*args) for args in products]
             got_mm = [kernel.mm(*args) for args in products]
-            for a, b in zip((*ref, *ref_b, *ref_mm), (*got, *got_b, *got_mm)):
-                assert a is not None and b is not None
+            got_mm.append(kernel.mm(*products[0], out=torch.empty_like(ref_mm[0])))
+            ref_mm.append(ref_mm[0])
+            for a, b in zip((*ref, *ref_mm), (*got, *got_mm)):
                 if not torch.allclose(a, b, rtol=tol, atol=tol):
                     raise _cbuild.Unavailable(
                         f"self-test failed ({dtype}, T={T}, B={B}, H={H}): max error {(a - b).abs().max().item():.3g}"
@@ -285,31 +304,38 @@ class _Layer(torch.autograd.Function):
         T, B, I = x.shape
         H = w_hh.shape[1]
         gi = kernel.mm(x.reshape(T * B, I), w_ih.t(), b_ih).view(T, B, 3 * H)  # all steps' input projection
-        out, saved = kernel.forward(gi, w_hh, b_hh, h0, True)
+        out, hn = kernel.forward(gi, w_hh, b_hh, h0, True)  # gi now holds the gates r, z, n
         ctx.kernel = kernel
-        ctx.save_for_backward(x, h0, w_ih, w_hh, out, saved)
+        ctx.used = False
+        ctx.save_for_backward(x, h0, w_ih, w_hh, out, gi, hn)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, h0, w_ih, w_hh, out, saved = ctx.saved_tensors
+        if ctx.used:  # the saved gates were turned into gradients in place by the first backward
+            raise DREAMError("the fused GRU supports one backward pass per forward (no retain_graph=True); "
+                             "use backend='module' to differentiate twice")
+        ctx.used = True
+        x, h0, w_ih, w_hh, out, gates, hn = ctx.saved_tensors
         kernel: Kernel = ctx.kernel
-        d_gi, d_gh, g_h0 = kernel.backward(w_hh, h0, out, saved, g_out.contiguous())
+        g_h0 = kernel.backward(w_hh, h0, out, gates, hn, g_out.contiguous())
         T, B, H = out.shape
         I = x.shape[2]
-        d_gi, d_gh = d_gi.view(T * B, 3 * H), d_gh.view(T * B, 3 * H)
+        d_gi, d_ghn = gates.view(T * B, 3 * H), hn.view(T * B, H)  # now gradients (see Kernel)
         need = ctx.needs_input_grad
         # every gradient but h0's is one product (or sum) over all T*B rows
         g_x = kernel.mm(d_gi, w_ih).view(T, B, I) if need[1] else None
         g_w_ih = kernel.mm(d_gi.t(), x.reshape(T * B, I)) if need[3] else None
         g_w_hh = None
-        if need[4]:
+        if need[4]:  # d_gh = [d_gi's r and z parts, d_ghn]
             h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).view(T * B, H)
-            g_w_hh = kernel.mm(d_gh.t(), h_prev)
-        g_b_ih = d_gi.sum(0) if need[5] else None
-        g_b_hh = d_gh.sum(0) if need[6] else None
-        return None, g_x, g_h0 if need[2] else None, g_w_ih, g_w_hh, g_b_ih, g_b_hh
+            g_w_hh = w_hh.new_empty(3 * H, H)
+            kernel.mm(d_gi[:, : 2 * H].t(), h_prev, out=g_w_hh[: 2 * H])
+            kernel.mm(d_ghn.t(), h_prev, out=g_w_hh[2 * H :])
+        g_b_ih = d_gi.sum(0) if need[5] or need[6] else None
+        g_b_hh = torch.cat([g_b_ih[: 2 * H], d_ghn.sum(0)]) if need[6] else None  # type: ignore[index]
+        return None, g_x, g_h0 if need[2] else None, g_w_ih, g_w_hh, g_b_ih if need[5] else None, g_b_hh
 
 
 def gru_layer(

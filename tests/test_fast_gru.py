@@ -153,13 +153,31 @@ def test_native_kernel_rejects_bad_buffers():
     for message, args in bad_calls.items():
         with pytest.raises(DREAMError, match=message):
             kernel.forward(*args, True)
-    out, saved = kernel.forward(gi, w, b, h0, True)
-    with pytest.raises(DREAMError, match="saved has shape"):
-        kernel.backward(w, h0, out, saved[:, :, :-1], out)
+    out, hn = kernel.forward(gi, w, b, h0, True)
+    with pytest.raises(DREAMError, match="hn has shape"):
+        kernel.backward(w, h0, out, gi, hn[:, :, :-1], out)
+    with pytest.raises(DREAMError, match="gates has shape"):
+        kernel.backward(w, h0, out, gi[:-1], hn, out)
     with pytest.raises(DREAMError, match="g_out has shape"):
-        kernel.backward(w, h0, out, saved, out[:-1])
+        kernel.backward(w, h0, out, gi, hn, out[:-1])
     with pytest.raises(DREAMError, match="all sizes > 0"):
         kernel.forward(gi[:0], w, b, h0, True)
+    with pytest.raises(DREAMError, match="out has shape"):
+        kernel.mm(gi[0], w, out=torch.zeros(B, H + 1))
+    with pytest.raises(DREAMError, match="out must not be an input"):
+        square = torch.zeros(H, H)
+        kernel.mm(square, square, out=square)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_second_backward_is_refused(kernel):
+    """The backward turns the saved gates into gradients in place: differentiating the same graph
+    twice (retain_graph=True) raises instead of returning wrong gradients."""
+    rnn, x, h0 = gru_and_inputs(4, 2, 3, 6, 1)
+    out, _ = fast_gru.gru_forward(rnn, x, h0, kernel)
+    out.sum().backward(retain_graph=True)
+    with pytest.raises(DREAMError, match="one backward pass"):
+        out.sum().backward()
 
 
 @pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
@@ -181,6 +199,10 @@ def test_native_matrix_product_equals_torch(dtype, shape):
         for right in (b, b_t):
             torch.testing.assert_close(kernel.mm(left, right), left @ right, **tol)
             torch.testing.assert_close(kernel.mm(left, right, bias), torch.addmm(bias, left, right), **tol)
+    target = torch.full((M + 2, N), 7.0, dtype=dtype)
+    kernel.mm(a, b, out=target[1:-1])  # into rows of a bigger tensor, nothing else touched
+    torch.testing.assert_close(target[1:-1], a @ b, **tol)
+    assert (target[0] == 7).all() and (target[-1] == 7).all()
     sliced = torch.randn(M, 2 * K, generator=g, dtype=dtype)[:, ::2]  # a non-unit k stride
     torch.testing.assert_close(kernel.mm(sliced, b), sliced @ b, **tol)
     with pytest.raises(DREAMError, match="cannot multiply"):

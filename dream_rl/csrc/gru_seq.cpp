@@ -11,8 +11,11 @@
 //
 // Called through ctypes (no Python or torch headers). Every array is a contiguous row-major buffer
 // owned by the caller, whose shapes the caller has checked:
-//   gi (T,B,3H) gates [r|z|n] with b_ih added, w_hh (3H,H), b_hh (3H), h0 (B,H), out (T,B,H),
-//   saved (T,B,4H) = [r|z|n|hn] per step, g_out (T,B,H), d_gi and d_gh (T,B,3H), g_h0 (B,H).
+//   gi (T,B,3H) pre-activations [r|z|n] with b_ih added, w_hh (3H,H), b_hh (3H), h0 (B,H),
+//   out (T,B,H), hn (T,B,H), g_out (T,B,H), g_h0 (B,H).
+// To keep memory traffic (and page faults on fresh buffers) down, the buffers are reused in place:
+// the forward overwrites gi with the gates r, z, n it saves for the backward, and the backward
+// overwrites those gates with their gradients d_gi and hn with dn * r.
 // The kernels copy the weights into zero-padded panels so that the inner loops run over whole
 // vectors; the hidden size need not be a multiple of the vector width (tails use partial loads
 // and stores, never touching memory past a row).
@@ -182,10 +185,11 @@ struct Dims {
 };
 
 // One forward step for MR batch rows b0.. and hidden block jb: the matrix product, then the gates.
+// With save, the gates r, z, n overwrite gi's pre-activations in place (each (row, block) is read
+// before it is written, and by this tile only) and hn goes to hn_t.
 template <typename T, int MR>
 inline void forward_tile(const Dims& d, int64_t b0, int64_t jb, const T* __restrict wf, const T* __restrict b_hh,
-                         const T* __restrict gi_t, const T* __restrict h_prev, T* __restrict h_out,
-                         T* __restrict saved_t) {
+                         T* gi_t, const T* __restrict h_prev, T* __restrict h_out, T* __restrict hn_t) {
   using V = Vec<T>;
   constexpr int L = Simd<T>::L;
   const int64_t H = d.H;
@@ -206,91 +210,99 @@ inline void forward_tile(const Dims& d, int64_t b0, int64_t jb, const T* __restr
   const V br = load_n<T>(b_hh + j0, cnt), bz = load_n<T>(b_hh + H + j0, cnt), bn = load_n<T>(b_hh + 2 * H + j0, cnt);
   for (int i = 0; i < MR; ++i) {
     const int64_t b = b0 + i;
-    const T* g = gi_t + b * 3 * H;
+    T* g = gi_t + b * 3 * H;
     const V r = sigmoid<T>(load_n<T>(g + j0, cnt) + (acc[i][0] + br));
     const V z = sigmoid<T>(load_n<T>(g + H + j0, cnt) + (acc[i][1] + bz));
     const V hn = acc[i][2] + bn;
     const V n = tanh_<T>(load_n<T>(g + 2 * H + j0, cnt) + r * hn);
     const V h = load_n<T>(h_prev + b * H + j0, cnt);
     store_n<T>(h_out + b * H + j0, n + z * (h - n), cnt);
-    if (saved_t != nullptr) {
-      T* s = saved_t + b * 4 * H;
-      store_n<T>(s + j0, r, cnt);
-      store_n<T>(s + H + j0, z, cnt);
-      store_n<T>(s + 2 * H + j0, n, cnt);
-      store_n<T>(s + 3 * H + j0, hn, cnt);
+    if (hn_t != nullptr) {
+      store_n<T>(g + j0, r, cnt);
+      store_n<T>(g + H + j0, z, cnt);
+      store_n<T>(g + 2 * H + j0, n, cnt);
+      store_n<T>(hn_t + b * H + j0, hn, cnt);
     }
   }
 }
 
 template <typename T, int MR>
-inline void forward_rows(const Dims& d, int64_t& b0, int64_t jb, const T* wf, const T* b_hh, const T* gi_t,
-                         const T* h_prev, T* h_out, T* saved_t) {
-  for (; b0 + MR <= d.B; b0 += MR) forward_tile<T, MR>(d, b0, jb, wf, b_hh, gi_t, h_prev, h_out, saved_t);
+inline void forward_rows(const Dims& d, int64_t& b0, int64_t jb, const T* wf, const T* b_hh, T* gi_t,
+                         const T* h_prev, T* h_out, T* hn_t) {
+  for (; b0 + MR <= d.B; b0 += MR) forward_tile<T, MR>(d, b0, jb, wf, b_hh, gi_t, h_prev, h_out, hn_t);
 }
 
 template <typename T>
-void forward(const Dims& d, const T* gi, const T* w_hh, const T* b_hh, const T* h0, T* out, T* saved) {
+void forward(const Dims& d, T* gi, const T* w_hh, const T* b_hh, const T* h0, T* out, T* hn) {
   constexpr int L = Simd<T>::L;
   const int64_t B = d.B, H = d.H, NB = (H + L - 1) / L;
   std::vector<T> wf;
   pack_forward(w_hh, H, NB, wf);
   for (int64_t t = 0; t < d.T; ++t) {
     const T* h_prev = t == 0 ? h0 : out + (t - 1) * B * H;
-    const T* gi_t = gi + t * B * 3 * H;
+    T* gi_t = gi + t * B * 3 * H;
     T* h_out = out + t * B * H;
-    T* saved_t = saved == nullptr ? nullptr : saved + t * B * 4 * H;
+    T* hn_t = hn == nullptr ? nullptr : hn + t * B * H;
     // hidden blocks outer: one block's weight panel stays in L1 across the batch rows
     for (int64_t jb = 0; jb < NB; ++jb) {
       int64_t b0 = 0;
-      forward_rows<T, kMaxRows>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, saved_t);
-      if (kMaxRows > 4) forward_rows<T, 4>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, saved_t);
-      forward_rows<T, 2>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, saved_t);
-      forward_rows<T, 1>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, saved_t);
+      forward_rows<T, kMaxRows>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, hn_t);
+      if (kMaxRows > 4) forward_rows<T, 4>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, hn_t);
+      forward_rows<T, 2>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, hn_t);
+      forward_rows<T, 1>(d, b0, jb, wf.data(), b_hh, gi_t, h_prev, h_out, hn_t);
     }
   }
 }
 
-// Step t's gate gradients for row b, hidden block j0.. (cnt lanes), from dh = dL/dh_t:
-// d_gi[t] = [dr, dz, dn] (pre-activation), d_gh[t] = [dr, dz, dn * r]; returns dh * z, the direct
-// part of dL/dh_{t-1}.
+// Step t's gate gradients for row b, hidden block j0.. (cnt lanes), from dh = dL/dh_t, in place:
+// the gates r, z, n (gates_tb, 3H) become d_gi = [dr, dz, dn] (pre-activation gradients), hn
+// (hn_tb, H) becomes dn * r, so that [dr, dz, dn * r] is d_gh, the gradient of W_hh h + b_hh.
+// Everything is loaded before anything is stored. Returns dh * z, the direct part of dL/dh_{t-1}.
 template <typename T>
-inline Vec<T> gate_grads(int64_t H, int64_t j0, int64_t cnt, const Vec<T>& dh, const T* saved_tb,
-                         const T* h_prev_b, T* d_gi_tb, T* d_gh_tb) {
+inline Vec<T> gate_grads(int64_t H, int64_t j0, int64_t cnt, const Vec<T>& dh, T* gates_tb, T* hn_tb,
+                         const T* h_prev_b) {
   using V = Vec<T>;
-  const V r = load_n<T>(saved_tb + j0, cnt), z = load_n<T>(saved_tb + H + j0, cnt);
-  const V n = load_n<T>(saved_tb + 2 * H + j0, cnt), hn = load_n<T>(saved_tb + 3 * H + j0, cnt);
+  const V r = load_n<T>(gates_tb + j0, cnt), z = load_n<T>(gates_tb + H + j0, cnt);
+  const V n = load_n<T>(gates_tb + 2 * H + j0, cnt), hn = load_n<T>(hn_tb + j0, cnt);
   const V h = load_n<T>(h_prev_b + j0, cnt);
   const V dn = dh * (T(1) - z) * (T(1) - n * n);
   const V dr = dn * hn * r * (T(1) - r);
   const V dz = dh * (h - n) * z * (T(1) - z);
-  store_n<T>(d_gi_tb + j0, dr, cnt);
-  store_n<T>(d_gi_tb + H + j0, dz, cnt);
-  store_n<T>(d_gi_tb + 2 * H + j0, dn, cnt);
-  store_n<T>(d_gh_tb + j0, dr, cnt);
-  store_n<T>(d_gh_tb + H + j0, dz, cnt);
-  store_n<T>(d_gh_tb + 2 * H + j0, dn * r, cnt);
+  store_n<T>(gates_tb + j0, dr, cnt);
+  store_n<T>(gates_tb + H + j0, dz, cnt);
+  store_n<T>(gates_tb + 2 * H + j0, dn, cnt);
+  store_n<T>(hn_tb + j0, dn * r, cnt);
   return dh * z;
 }
 
-// dL/dh_{t-1} = dh_t * z_t + d_gh[t] @ W_hh for MR rows and NJ hidden blocks; then (t > 0) step t-1's
-// gate gradients for the same rows and columns, or (t == 0) the gradient of h0.
+// dL/dh_{t-1} = dh_t * z_t + d_gh[t] @ W_hh for MR rows and NJ hidden blocks, d_gh[t] being
+// [d_gi[t][:, :2H], d_ghn[t]]; then (t > 0) step t-1's gate gradients for the same rows and
+// columns, or (t == 0) the gradient of h0.
 template <typename T, int MR, int NJ>
 inline void backward_tile(const Dims& d, int64_t t, int64_t b0, int64_t jb0, const T* __restrict wb, const T* h0,
-                          const T* out, const T* saved, const T* g_out, T* d_gi, T* d_gh, T* dhz, T* g_h0) {
+                          const T* out, const T* g_out, T* gates, T* hn, T* dhz, T* g_h0) {
   using V = Vec<T>;
   constexpr int L = Simd<T>::L;
   const int64_t B = d.B, H = d.H, K = 3 * H;
   V acc[MR][NJ];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NJ; ++j) acc[i][j] = V{};
-  const T* a = d_gh + (t * B + b0) * K;
   const T* w = wb + jb0 * K * L;
-  for (int64_t k = 0; k < K; ++k) {
+  const T* a = gates + (t * B + b0) * 3 * H;  // rows of 3H; the first 2H are d_gh's r and z parts
+  for (int64_t k = 0; k < 2 * H; ++k) {
     V wv[NJ];
     for (int j = 0; j < NJ; ++j) wv[j] = load<T>(w + (j * K + k) * L);
     for (int i = 0; i < MR; ++i) {
-      const V ab = splat<T>(a[i * K + k]);
+      const V ab = splat<T>(a[i * 3 * H + k]);
+      for (int j = 0; j < NJ; ++j) acc[i][j] += ab * wv[j];
+    }
+  }
+  const T* an = hn + (t * B + b0) * H;  // rows of H: d_gh's n part
+  for (int64_t k = 0; k < H; ++k) {
+    V wv[NJ];
+    for (int j = 0; j < NJ; ++j) wv[j] = load<T>(w + (j * K + 2 * H + k) * L);
+    for (int i = 0; i < MR; ++i) {
+      const V ab = splat<T>(an[i * H + k]);
       for (int j = 0; j < NJ; ++j) acc[i][j] += ab * wv[j];
     }
   }
@@ -305,8 +317,7 @@ inline void backward_tile(const Dims& d, int64_t t, int64_t b0, int64_t jb0, con
         const int64_t s = t - 1;
         const V dh = carry + load_n<T>(g_out + (s * B + b) * H + j0, cnt);
         const T* h_prev = s == 0 ? h0 + b * H : out + ((s - 1) * B + b) * H;
-        const V next = gate_grads<T>(H, j0, cnt, dh, saved + (s * B + b) * 4 * H, h_prev, d_gi + (s * B + b) * K,
-                                     d_gh + (s * B + b) * K);
+        const V next = gate_grads<T>(H, j0, cnt, dh, gates + (s * B + b) * 3 * H, hn + (s * B + b) * H, h_prev);
         store_n<T>(dhz + b * H + j0, next, cnt);
       }
     }
@@ -315,21 +326,19 @@ inline void backward_tile(const Dims& d, int64_t t, int64_t b0, int64_t jb0, con
 
 template <typename T, int NJ>
 inline void backward_block(const Dims& d, int64_t t, int64_t jb0, const T* wb, const T* h0, const T* out,
-                           const T* saved, const T* g_out, T* d_gi, T* d_gh, T* dhz, T* g_h0) {
+                           const T* g_out, T* gates, T* hn, T* dhz, T* g_h0) {
   int64_t b0 = 0;
   for (; b0 + kMaxRows <= d.B; b0 += kMaxRows)
-    backward_tile<T, kMaxRows, NJ>(d, t, b0, jb0, wb, h0, out, saved, g_out, d_gi, d_gh, dhz, g_h0);
+    backward_tile<T, kMaxRows, NJ>(d, t, b0, jb0, wb, h0, out, g_out, gates, hn, dhz, g_h0);
   if (kMaxRows > 4)
-    for (; b0 + 4 <= d.B; b0 += 4)
-      backward_tile<T, 4, NJ>(d, t, b0, jb0, wb, h0, out, saved, g_out, d_gi, d_gh, dhz, g_h0);
-  for (; b0 + 2 <= d.B; b0 += 2)
-    backward_tile<T, 2, NJ>(d, t, b0, jb0, wb, h0, out, saved, g_out, d_gi, d_gh, dhz, g_h0);
-  for (; b0 < d.B; ++b0) backward_tile<T, 1, NJ>(d, t, b0, jb0, wb, h0, out, saved, g_out, d_gi, d_gh, dhz, g_h0);
+    for (; b0 + 4 <= d.B; b0 += 4) backward_tile<T, 4, NJ>(d, t, b0, jb0, wb, h0, out, g_out, gates, hn, dhz, g_h0);
+  for (; b0 + 2 <= d.B; b0 += 2) backward_tile<T, 2, NJ>(d, t, b0, jb0, wb, h0, out, g_out, gates, hn, dhz, g_h0);
+  for (; b0 < d.B; ++b0) backward_tile<T, 1, NJ>(d, t, b0, jb0, wb, h0, out, g_out, gates, hn, dhz, g_h0);
 }
 
+// In place: gates (T,B,3H) = [r|z|n] becomes d_gi, hn (T,B,H) becomes d_gh's n part (dn * r).
 template <typename T>
-void backward(const Dims& d, const T* w_hh, const T* h0, const T* out, const T* saved, const T* g_out, T* d_gi,
-              T* d_gh, T* g_h0) {
+void backward(const Dims& d, const T* w_hh, const T* h0, const T* out, const T* g_out, T* gates, T* hn, T* g_h0) {
   using V = Vec<T>;
   constexpr int L = Simd<T>::L;
   const int64_t B = d.B, H = d.H, T_ = d.T, NB = (H + L - 1) / L;
@@ -344,17 +353,14 @@ void backward(const Dims& d, const T* w_hh, const T* h0, const T* out, const T* 
         const int64_t j0 = jb * L, cnt = std::min<int64_t>(L, H - j0);
         const V dh = load_n<T>(g_out + (s * B + b) * H + j0, cnt);
         const T* h_prev = s == 0 ? h0 + b * H : out + ((s - 1) * B + b) * H;
-        const V next = gate_grads<T>(H, j0, cnt, dh, saved + (s * B + b) * 4 * H, h_prev, d_gi + (s * B + b) * 3 * H,
-                                     d_gh + (s * B + b) * 3 * H);
+        const V next = gate_grads<T>(H, j0, cnt, dh, gates + (s * B + b) * 3 * H, hn + (s * B + b) * H, h_prev);
         store_n<T>(dhz.data() + b * H + j0, next, cnt);
       }
   }
   for (int64_t t = T_ - 1; t >= 0; --t) {
     int64_t jb = 0;
-    for (; jb + 2 <= NB; jb += 2)
-      backward_block<T, 2>(d, t, jb, wb.data(), h0, out, saved, g_out, d_gi, d_gh, dhz.data(), g_h0);
-    for (; jb < NB; ++jb)
-      backward_block<T, 1>(d, t, jb, wb.data(), h0, out, saved, g_out, d_gi, d_gh, dhz.data(), g_h0);
+    for (; jb + 2 <= NB; jb += 2) backward_block<T, 2>(d, t, jb, wb.data(), h0, out, g_out, gates, hn, dhz.data(), g_h0);
+    for (; jb < NB; ++jb) backward_block<T, 1>(d, t, jb, wb.data(), h0, out, g_out, gates, hn, dhz.data(), g_h0);
   }
 }
 
@@ -445,28 +451,31 @@ bool valid(const int64_t* dims) {
 
 extern "C" {
 
-int64_t gru_seq_abi_version() { return 2; }
+int64_t gru_seq_abi_version() { return 3; }
 
 // The SIMD width in elements of float (diagnostics: 16 with AVX-512, 8 otherwise).
 int64_t gru_seq_float_lanes() { return Simd<float>::L; }
 
-// dims = {T, B, H}; saved may be null (inference: nothing kept for a backward). Returns 0, or 1 on
-// invalid dims (nothing written).
+// dims = {T, B, H}. gi (T,B,3H): the input pre-activations; with hn non-null (training) they are
+// overwritten by the gates r, z, n and hn (T,B,H) receives W_hn h + b_hn; with hn null (inference)
+// gi is only read. Returns 0, or 1 on invalid dims (nothing written).
 #define GRU_FORWARD(NAME, TYPE)                                                                           \
-  int NAME(const int64_t* dims, const TYPE* gi, const TYPE* w_hh, const TYPE* b_hh, const TYPE* h0, TYPE* out, \
-           TYPE* saved) {                                                                                 \
+  int NAME(const int64_t* dims, TYPE* gi, const TYPE* w_hh, const TYPE* b_hh, const TYPE* h0, TYPE* out,   \
+           TYPE* hn) {                                                                                    \
     if (!valid(dims)) return 1;                                                                           \
-    forward<TYPE>(Dims{dims[0], dims[1], dims[2]}, gi, w_hh, b_hh, h0, out, saved);                       \
+    forward<TYPE>(Dims{dims[0], dims[1], dims[2]}, gi, w_hh, b_hh, h0, out, hn);                          \
     return 0;                                                                                             \
   }
 GRU_FORWARD(gru_seq_forward_f32, float)
 GRU_FORWARD(gru_seq_forward_f64, double)
 
+// dims = {T, B, H}. In place: gates (T,B,3H) becomes d_gi (gradient of gi), hn (T,B,H) becomes the
+// n part of d_gh (gradient of W_hh h + b_hh; its r and z parts equal d_gi's). g_h0 (B,H) is written.
 #define GRU_BACKWARD(NAME, TYPE)                                                                         \
-  int NAME(const int64_t* dims, const TYPE* w_hh, const TYPE* h0, const TYPE* out, const TYPE* saved,       \
-           const TYPE* g_out, TYPE* d_gi, TYPE* d_gh, TYPE* g_h0) {                                      \
+  int NAME(const int64_t* dims, const TYPE* w_hh, const TYPE* h0, const TYPE* out, const TYPE* g_out,      \
+           TYPE* gates, TYPE* hn, TYPE* g_h0) {                                                          \
     if (!valid(dims)) return 1;                                                                          \
-    backward<TYPE>(Dims{dims[0], dims[1], dims[2]}, w_hh, h0, out, saved, g_out, d_gi, d_gh, g_h0);      \
+    backward<TYPE>(Dims{dims[0], dims[1], dims[2]}, w_hh, h0, out, g_out, gates, hn, g_h0);              \
     return 0;                                                                                            \
   }
 GRU_BACKWARD(gru_seq_backward_f32, float)
