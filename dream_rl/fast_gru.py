@@ -398,6 +398,11 @@ def gru_forward(rnn: nn.GRU, x: Tensor, h0: Tensor, backend: str = "auto") -> tu
     kernel = select_kernel(x, backend)
     if kernel is None:
         return rnn(x, h0)
+    if x.dim() != 3 or x.shape[2] != rnn.input_size or x.shape[0] == 0:
+        raise DREAMError(f"GRU input must be (time > 0, batch, {rnn.input_size}), got {tuple(x.shape)}")
+    if tuple(h0.shape) != (rnn.num_layers, x.shape[1], rnn.hidden_size):
+        raise DREAMError(f"GRU state must be (layers, batch, hidden) = {(rnn.num_layers, x.shape[1], rnn.hidden_size)}, "
+                         f"got {tuple(h0.shape)}")
     dtype = x.dtype
     for p in rnn.parameters():
         if p.dtype != dtype or p.device != x.device:

@@ -219,6 +219,10 @@ def test_unknown_backend_and_layout_are_rejected():
         GruTorso(3, 4, backend="fast")
     with pytest.raises(DREAMError, match="parameters are"):
         fast_gru.gru_forward(rnn, x.float(), h0.float(), "torch")
+    with pytest.raises(DREAMError, match="GRU state must be"):
+        fast_gru.gru_forward(rnn, x, h0[:, :1], "torch")
+    with pytest.raises(DREAMError, match="GRU input must be"):
+        fast_gru.gru_forward(rnn, x[:, :, :2], h0, "torch")
     with pytest.raises(DREAMError, match="unidirectional"):
         fast_gru.gru_forward(nn.GRU(3, 4, batch_first=True).double(), x, h0, "torch")
 

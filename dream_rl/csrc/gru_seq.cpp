@@ -430,9 +430,16 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_k
     const int64_t kc = std::min(kKc, K - k0);
     for (int64_t j0 = 0; j0 < N; j0 += PW) {
       const int64_t ncols = std::min(PW, N - j0);
-      std::fill(bp.begin(), bp.end(), T(0));
-      for (int64_t k = 0; k < kc; ++k)
-        for (int64_t j = 0; j < ncols; ++j) bp[k * PW + j] = b[(k0 + k) * b_ks + (j0 + j) * b_ns];
+      for (int64_t k = 0; k < kc; ++k) {
+        T* row = bp.data() + k * PW;
+        const T* src = b + (k0 + k) * b_ks + j0 * b_ns;
+        if (b_ns == 1) {
+          std::memcpy(row, src, ncols * sizeof(T));
+        } else {
+          for (int64_t j = 0; j < ncols; ++j) row[j] = src[j * b_ns];
+        }
+        std::fill(row + ncols, row + PW, T(0));
+      }
       const T* ak = a + k0 * a_ks;
       const T* bj = bias == nullptr ? nullptr : bias + j0;
       if (ncols > L)
