@@ -4,6 +4,7 @@
     dream-rl compare  CONFIG [KEY.PATH=VALUE ...]   train, then write the comparison table and plot
     dream-rl report   CONFIG|DIR [KEY.PATH=VALUE ...] the comparison table and plot of finished runs
     dream-rl evaluate RUN_DIR                       evaluate a trained run (or every run of a dir)
+    dream-rl tune     CONFIG --trials N             search hyper-parameters with Optuna
     dream-rl envs                                   list the POMDP environment suite
 
 Bad input (an unknown key, a wrong value, a missing file) prints one line on stderr and exits
@@ -103,6 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation environments (default: 12345)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    tune = commands.add_parser(
+        "tune",
+        help="search hyper-parameters of a config with Optuna",
+        description=(
+            "Search the algo and policy_kwargs values declared under `tune: space:` in CONFIG with Optuna "
+            "(TPE sampler, median pruning on the periodic evaluations). Each trial trains every env and seed "
+            "of the config; its value is the mean normalized evaluation score (tune.objective: final, the last "
+            "evaluation, or auc, the area under the learning curve). Writes best_config.yaml, ready for "
+            "`dream-rl compare`, and trials.csv in <output_dir>/<name>/. See configs/tune_tmaze.yaml."
+        ),
+    )
+    _add_config_arguments(tune)
+    tune.add_argument("--trials", type=int, required=True, metavar="N", help="number of trials to run (more are added to an existing study)")
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage shared by workers and machines: an RDB URL (sqlite:///study.db, postgresql://...), "
+        "or a journal file (PATH.log or journal:PATH). Default: <output_dir>/<name>/study.db (SQLite)",
+    )
+    tune.add_argument("--workers", type=int, default=1, metavar="N", help="processes running trials at once on this machine (default: 1)")
+    tune.add_argument("--study-name", default=None, metavar="S", help="study name in the storage (default: the config's name)")
+    tune.set_defaults(handler=cmd_tune)
+
     envs = commands.add_parser(
         "envs",
         help="list the POMDP environment suite",
@@ -192,6 +217,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{result['run']}: return {result['mean_return']:.2f} ± {result['std_return']:.2f}{score}, "
             f"length {result['mean_length']:.1f} ({result['episodes']} episodes, {result['model']})"
         )
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import optuna  # noqa: F401
+    except ImportError as error:  # optuna is an optional extra
+        raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
+    from dream_rl.experiments.tune import run_tuning
+
+    run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
+               study_name=args.study_name, workers=args.workers)
     return 0
 
 

@@ -3,12 +3,13 @@
 sb3-contrib ships its tests in its source distribution on PyPI. This script downloads that sdist
 (the version installed here), extracts ``tests/test_lstm.py``, ``tests/test_deterministic.py`` and
 ``tests/test_cnn.py`` into a temporary folder, adds a conftest that maps the policy names
-``MlpLstmPolicy``/``CnnLstmPolicy``/``MultiInputLstmPolicy`` to our DREAM (or GRU) policies and
-makes the stock recurrent policy's constructor fail (so a missed swap cannot pass silently), and
-runs pytest there. Exit status: pytest's.
+``MlpLstmPolicy``/``CnnLstmPolicy``/``MultiInputLstmPolicy`` to our policies with the chosen memory
+(the named DREAM/GRU/LSTM policies for those torsos, ``MlpTorsoPolicy`` with ``torso=NAME`` for any other
+registered torso) and makes the stock recurrent policy's constructor fail (so a missed swap cannot
+pass silently), and runs pytest there. Exit status: pytest's.
 
     python scripts/upstream_tests.py --torso dream
-    python scripts/upstream_tests.py --torso gru -- -k lstm -x
+    python scripts/upstream_tests.py --torso ffm -- -k lstm -x
 """
 
 from __future__ import annotations
@@ -32,8 +33,24 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 import dream_rl
 
-_FAMILY = {"dream": "Dream", "gru": "Gru", "lstm-torso": "LstmTorso"}[os.environ["DREAM_RL_UPSTREAM_TORSO"]]
-_SWAPS = {f"{kind}LstmPolicy": dream_rl.POLICIES[f"{kind}{_FAMILY}Policy"] for kind in ("Mlp", "Cnn", "MultiInput")}
+_TORSO = os.environ["DREAM_RL_UPSTREAM_TORSO"]
+_NAMED = {"dream": "Dream", "gru": "Gru", "lstm": "LstmTorso"}
+
+
+def _policy(kind):
+    """The named policy of this torso, or the generic torso policy with the torso fixed."""
+    if _TORSO in _NAMED:
+        return dream_rl.POLICIES[f"{kind}{_NAMED[_TORSO]}Policy"]
+    generic = dream_rl.POLICIES[f"{kind}TorsoPolicy"]
+
+    def __init__(self, *args, **kwargs):
+        kwargs["torso"] = _TORSO  # also when a saved model is loaded with its constructor arguments
+        generic.__init__(self, *args, **kwargs)
+
+    return type(f"{kind}{_TORSO.title()}Policy", (generic,), {"__init__": __init__})
+
+
+_SWAPS = {f"{kind}LstmPolicy": _policy(kind) for kind in ("Mlp", "Cnn", "MultiInput")}
 
 
 def _stock_constructor_called(self, *args, **kwargs):
@@ -80,8 +97,11 @@ def fetch_tests(destination: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--torso", choices=("dream", "gru", "lstm-torso"), default="dream",
-                        help="which of our policy families replaces the LSTM policies (default: dream)")
+    from dream_rl import TORSOS
+
+    parser.add_argument("--torso", choices=sorted(TORSOS), default="dream",
+                        help="the memory (a name in dream_rl.TORSOS) whose policies replace the LSTM policies "
+                             "(default: dream)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
 

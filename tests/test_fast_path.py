@@ -401,7 +401,7 @@ def test_config_changes_are_seen_on_the_next_call():
     state = random_state(cell, 2)
     with torch.no_grad():
         fast_sequence.run_sequence(cell, x, state, "auto")
-        cell.config.kappa, cell.config.ltc_enabled = 1.0, False
+        cell.config = dataclasses.replace(cell.config, kappa=1.0, ltc_enabled=False)
         got, _ = fast_sequence.run_sequence(cell, x, state, "auto")
         ref, _ = cell.reference_run_time_major(x, state)
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
