@@ -9,6 +9,7 @@ saturated gates, NaN kept to its own sample. The GRU torso keeps nn.GRU's parame
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from dream_rl import DREAMError, GruTorso
-from dream_rl import fast_gru
+from dream_rl import _cbuild, fast_gru
 
 NATIVE = fast_gru.native_kernel() is not None
 KERNELS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not NATIVE, reason="no C++ kernel here"))]
@@ -302,3 +303,37 @@ def test_without_compiler_the_torch_kernel_runs():
     env = dict(os.environ, DREAM_RL_NO_EXTENSION="1", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(("-mavx2", "-mfma"), marks=pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 only")),
+        (),
+    ],
+    ids=["avx2", "generic"],
+)
+def test_builds_without_avx512_are_correct_too(flags, tmp_path, monkeypatch):
+    """The narrower SIMD paths (32-byte vectors, 4-row tiles; what -march=native gives on most
+    machines, and the portable fallback build) against nn.GRU, not only the self-test."""
+    monkeypatch.setenv("DREAM_RL_CACHE_DIR", str(tmp_path))
+    lib, _ = _cbuild.compile_and_load(fast_gru.SOURCE, flag_sets=[flags])
+    kernel = fast_gru._NativeKernel(lib)
+    assert lib.gru_seq_float_lanes() == 8
+    fast_gru._self_test(kernel)
+    for case in CASES:
+        rnn, x, h0 = gru_and_inputs(*case)
+        expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
+        got = values_and_grads(lambda: run_layers(rnn, x, h0, kernel), rnn, x, h0)
+        assert_all_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def run_layers(rnn: nn.GRU, x: torch.Tensor, h0: torch.Tensor, kernel) -> tuple[torch.Tensor, torch.Tensor]:
+    """gru_forward with a given kernel object."""
+    finals = []
+    for layer in range(rnn.num_layers):
+        params = [getattr(rnn, f"{kind}_l{layer}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        x = fast_gru.gru_layer(x, h0[layer], *params, kernel)
+        finals.append(x[-1])
+    return x, torch.stack(finals)
