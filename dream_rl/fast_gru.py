@@ -11,10 +11,11 @@ a whole sequence is:
 3. the gradients of the input and of all four parameter tensors: one matrix product (or sum) over
    the whole sequence each.
 
-Steps 1-3 form one autograd node per layer. The matrix products are the C++ file's own (blocked,
-register-tiled, compiled for this CPU) with the C++ kernel: on CPUs where torch's BLAS runs a
-narrower SIMD path than ``-march=native`` allows (MKL on AMD), they would otherwise cost more than
-the recurrence; with the pure-PyTorch kernel they are ``torch.mm``.
+Steps 1-3 form one autograd node per layer. With the C++ kernel the matrix products are the C++
+file's own too (blocked, register-tiled, compiled with ``-march=native``): on the AMD EPYC used for
+``scripts/bench_gru.py`` torch's MKL products ran at about half their rate (43 against 79 GMAC/s
+for the weight gradient at B=8, H=256, one thread) and would have cost more than the recurrence.
+With the pure-PyTorch kernel they are ``torch.mm``.
 
 The parameters are an ``nn.GRU``'s own (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
 ``bias_hh_l{k}``, gates in the order r, z, n), so :func:`gru_forward` is a drop-in for
@@ -41,7 +42,16 @@ from torch.nn import functional as F
 from dream_rl import _cbuild
 from dream_rl.errors import DREAMError
 
-__all__ = ["BACKENDS", "gru_forward", "gru_layer", "native_kernel", "TORCH_KERNEL"]
+__all__ = [
+    "BACKENDS",
+    "TORCH_KERNEL",
+    "Kernel",
+    "gru_forward",
+    "gru_layer",
+    "native_kernel",
+    "native_unavailable_reason",
+    "select_kernel",
+]
 
 BACKENDS = ("auto", "native", "torch", "module")
 ABI_VERSION = 3
@@ -169,7 +179,8 @@ class _NativeKernel:
     def forward(self, gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]:
         T, B, H3 = gi.shape
         H = H3 // 3
-        _check_buffers(gi.dtype, gi=(gi, (T, B, 3 * H)), w_hh=(w_hh, (3 * H, H)), b_hh=(b_hh, (3 * H,)), h0=(h0, (B, H)))
+        _check_buffers(gi.dtype, gi=(gi, (T, B, 3 * H)), w_hh=(w_hh, (3 * H, H)), b_hh=(b_hh, (3 * H,)),
+                       h0=(h0, (B, H)))
         out = gi.new_empty(T, B, H)
         hn = gi.new_empty(T, B, H) if save else None
         dims = (ctypes.c_int64 * 3)(T, B, H)
@@ -401,8 +412,8 @@ def gru_forward(rnn: nn.GRU, x: Tensor, h0: Tensor, backend: str = "auto") -> tu
     if x.dim() != 3 or x.shape[2] != rnn.input_size or x.shape[0] == 0:
         raise DREAMError(f"GRU input must be (time > 0, batch, {rnn.input_size}), got {tuple(x.shape)}")
     if tuple(h0.shape) != (rnn.num_layers, x.shape[1], rnn.hidden_size):
-        raise DREAMError(f"GRU state must be (layers, batch, hidden) = {(rnn.num_layers, x.shape[1], rnn.hidden_size)}, "
-                         f"got {tuple(h0.shape)}")
+        expected = (rnn.num_layers, x.shape[1], rnn.hidden_size)
+        raise DREAMError(f"GRU state must be (layers, batch, hidden) = {expected}, got {tuple(h0.shape)}")
     dtype = x.dtype
     for p in rnn.parameters():
         if p.dtype != dtype or p.device != x.device:

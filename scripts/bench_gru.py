@@ -75,7 +75,10 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def interleaved(
-    contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1, clock: Callable[[], float] = time.process_time
+    contenders: dict[str, Callable[[], None]],
+    rounds: int,
+    calls: int = 1,
+    clock: Callable[[], float] = time.process_time,
 ) -> dict[str, float]:
     """Median seconds per call of each contender, one batch of ``calls`` each per round."""
     for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
@@ -95,7 +98,8 @@ def contenders_for(B: int, I: int, H: int, T: int | None) -> dict[str, Callable[
     torch.manual_seed(0)
     lstm, gru = nn.LSTM(I, H), nn.GRU(I, H)
     make = (lambda m, b: train_step(m, B, I, H, T, b)) if T is not None else (lambda m, b: rollout_step(m, B, I, H, b))
-    return {"lstm": make(lstm, None), "before": make(gru, None), "torch": make(gru, "torch"), "after": make(gru, "auto")}
+    return {"lstm": make(lstm, None), "before": make(gru, None), "torch": make(gru, "torch"),
+            "after": make(gru, "auto")}
 
 
 def main() -> None:
@@ -104,7 +108,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size (default 15)")
     parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu (process CPU time, default) or wall")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu (process CPU time, default) or wall")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,14 +125,16 @@ def main() -> None:
     header = (f"{'B, I, H':>12} | {'LSTM':>7} | {'nn.GRU':>7} | {'torch':>7} | {'after':>7} | "
               f"{'nn.GRU/LSTM':>11} | {'after/LSTM':>10} | {'speed-up':>8}")
     print(header + "\n" + "-" * len(header), flush=True)
-    results: dict = {"machine": info, "clock": args.clock, "seq_len": T, "rounds": rounds, "native": native, "sizes": [], "rollout": None}
+    results: dict = {"machine": info, "clock": args.clock, "seq_len": T, "rounds": rounds, "native": native,
+                     "sizes": [], "rollout": None}
     for B, I, H in SIZES:
         ms = {k: 1e3 * v for k, v in interleaved(contenders_for(B, I, H, T), rounds, clock=clock).items()}
         print(f"{f'{B}, {I}, {H}':>12} | {ms['lstm']:7.2f} | {ms['before']:7.2f} | {ms['torch']:7.2f} | "
               f"{ms['after']:7.2f} | {ms['before'] / ms['lstm']:10.2f}x | {ms['after'] / ms['lstm']:9.2f}x | "
               f"{ms['before'] / ms['after']:7.1f}x", flush=True)
         results["sizes"].append({"B": B, "I": I, "H": H, "ms": ms})
-    print(f"(ms; nn.GRU = before, after = the GRU torso's default ({'C++ kernel' if native else 'pure PyTorch: no C++ kernel here'}),"
+    after = "C++ kernel" if native else "pure PyTorch: no C++ kernel here"
+    print(f"(ms; nn.GRU = before, after = the GRU torso's default ({after}),"
           " torch = pure-PyTorch kernel, speed-up = nn.GRU/after)")
 
     B, I, H = ROLLOUT
