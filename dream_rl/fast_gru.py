@@ -89,50 +89,55 @@ class Kernel(Protocol):
 
 
 class _TorchKernel:
+    """The recurrence in torch ops. Small per-step ops cost their dispatch overhead, so each step
+    does only what depends on the previous one: the forward writes straight into its buffers
+    (``out=`` and in-place ops), the backward precomputes every factor that does not depend on
+    dL/dh for all steps at once and keeps one product and two element-wise ops in the loop."""
+
     name = "torch"
 
     @staticmethod
     def forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, save: bool) -> tuple[Tensor, Tensor | None]:
         T, B, H3 = gi.shape
         H = H3 // 3
-        w_t = w_hh.t()
+        w_rz, w_n = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
+        b_rz, b_n = b_hh[: 2 * H], b_hh[2 * H :]
         out = gi.new_empty(T, B, H)
         hn_all = gi.new_empty(T, B, H) if save else None
+        gates = gi if save else gi.clone()  # overwritten in place by the gates r, z, n
+        gh_rz, hn_tmp = gi.new_empty(B, 2 * H), gi.new_empty(B, H)
         h = h0
         with torch.no_grad():
             for t in range(T):
-                gh = torch.addmm(b_hh, h, w_t)  # (B, 3H)
-                rz = torch.sigmoid(gi[t, :, : 2 * H] + gh[:, : 2 * H])
-                r, z = rz[:, :H], rz[:, H:]
-                hn = gh[:, 2 * H :]
-                n = torch.tanh(torch.addcmul(gi[t, :, 2 * H :], r, hn))
-                h = torch.lerp(n, h, z)  # n + z (h - n) = (1 - z) n + z h
-                out[t] = h
-                if hn_all is not None:
-                    gi[t, :, : 2 * H] = rz
-                    gi[t, :, 2 * H :] = n
-                    hn_all[t] = hn
+                hn = hn_tmp if hn_all is None else hn_all[t]
+                torch.addmm(b_rz, h, w_rz, out=gh_rz)
+                torch.addmm(b_n, h, w_n, out=hn)
+                rz = gates[t, :, : 2 * H].add_(gh_rz).sigmoid_()
+                n = gates[t, :, 2 * H :].addcmul_(rz[:, :H], hn).tanh_()
+                h = torch.lerp(n, h, rz[:, H:], out=out[t])  # n + z (h - n) = (1 - z) n + z h
         return out, hn_all
 
     @staticmethod
     def backward(w_hh: Tensor, h0: Tensor, out: Tensor, gates: Tensor, hn: Tensor, g_out: Tensor) -> Tensor:
         T, B, H = out.shape
-        carry = torch.zeros_like(h0)  # dL/dh_t through step t+1
         with torch.no_grad():
+            r, z, n = gates.split(H, dim=2)
+            h_prev = torch.cat([h0.unsqueeze(0), out[:-1]])
+            # d_gh[t] = dh_t * factors[t] for the r, z and n parts; dn = dh * dn_factor
+            dn_factor = (1 - z) * (1 - n * n)
+            factors = torch.cat([dn_factor * hn * r * (1 - r), (h_prev - n) * z * (1 - z), dn_factor * r], dim=2)
+            factors = factors.view(T, B, 3, H)
+            d_gh = torch.empty_like(factors)
+            dh_all = torch.empty_like(out)
+            carry = torch.zeros_like(h0)  # dL/dh_t through step t+1
             for t in range(T - 1, -1, -1):
-                h_prev = h0 if t == 0 else out[t - 1]
-                r, z, n = gates[t].split(H, dim=1)
-                dh = g_out[t] + carry
-                dn = dh * (1 - z) * (1 - n * n)  # through tanh
-                dr = dn * hn[t] * r * (1 - r)
-                dz = dh * (h_prev - n) * z * (1 - z)
-                dhz = dh * z
-                hn[t] = dn * r
-                gates[t, :, :H] = dr
-                gates[t, :, H : 2 * H] = dz
-                gates[t, :, 2 * H :] = dn
-                carry = torch.addmm(dhz, gates[t, :, : 2 * H], w_hh[: 2 * H])
-                carry.addmm_(hn[t], w_hh[2 * H :])
+                dh = torch.add(g_out[t], carry, out=dh_all[t])
+                torch.mul(factors[t], dh.unsqueeze(1), out=d_gh[t])
+                carry = torch.addmm(dh * z[t], d_gh[t].view(B, 3 * H), w_hh)
+            d_gh = d_gh.view(T, B, 3 * H)
+            hn.copy_(d_gh[:, :, 2 * H :])
+            gates[:, :, 2 * H :] = dh_all * dn_factor
+            gates[:, :, : 2 * H] = d_gh[:, :, : 2 * H]
         return carry
 
     @staticmethod
