@@ -7,7 +7,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from dream_rl import MlpDreamPolicy
+from dream_rl import TORSOS, MlpDreamPolicy
 
 # T-maze: the cue is shown once, at step 0; the decision comes 5 steps later. Reward +1 for the
 # cued arm, -1 for the other, so any memoryless policy scores 0 in expectation.
@@ -40,3 +40,16 @@ def test_feed_forward_policy_cannot():
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
     # expectation 0, standard error of the mean 1/sqrt(200) ~ 0.07
     assert abs(mean_return) < 0.3
+
+
+# Every other memory through the generic policy, with DREAM's task, settings and budget.
+OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
+
+
+@pytest.mark.parametrize("torso", OTHER_TORSOS)
+def test_torso_policy_recalls_the_cue(torso):
+    env = make_vec_env(**TASK, seed=0)
+    model = RecurrentPPO("MlpTorsoPolicy", env, policy_kwargs=dict(torso=torso, lstm_hidden_size=32), **PPO_KWARGS)
+    model.learn(BUDGET)
+    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
+    assert mean_return >= 0.9, f"{torso}: mean return {mean_return:.2f}"

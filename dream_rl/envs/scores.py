@@ -247,6 +247,18 @@ SUITE: tuple[EnvSpecInfo, ...] = (
         time_limit=False,
         scripted_policy="dream_rl.envs.meta_bandit:scripted_action",
     ),
+    EnvSpecInfo(
+        id="dream_rl/RL2-v0",
+        family="cross-episode",
+        description="RL² trials of any env (default: MetaBandit's setting from 5 plain bandit episodes)",
+        entry_point="dream_rl.envs.wrappers:make_rl2_trial",
+        random_return=5.0,
+        optimal_return=23.0,
+        optimal_exact=True,
+        max_episode_steps=25,
+        time_limit=False,
+        scripted_policy="dream_rl.envs.bandit:scripted_trial_action",
+    ),
 )
 
 _BY_ID: Mapping[str, EnvSpecInfo] = MappingProxyType({info.id: info for info in SUITE})
