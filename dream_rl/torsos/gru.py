@@ -1,4 +1,10 @@
-"""``nn.GRU`` as a torso.
+"""The GRU torso: ``nn.GRU``'s parameters, computed by the fused sequence path of :mod:`dream_rl.fast_gru`.
+
+The torso holds an ``nn.GRU`` as ``self.rnn`` (so checkpoints keep their parameter names) but runs
+it through :func:`dream_rl.fast_gru.gru_forward`: on CPU the input projection of all steps is one
+GEMM, the h-recurrence one C++ kernel with a hand-written backward, the weight gradients GEMMs over
+the whole sequence. Same values and gradients as ``nn.GRU``; ``backend="module"`` runs ``nn.GRU``
+itself (the default on CUDA, where cuDNN is fused already).
 
 State size: ``L·H``; 64 at width 64.
 """
@@ -7,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from dream_rl.errors import DREAMError
+from dream_rl.fast_gru import BACKENDS, gru_forward
 from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
 from dream_rl.torsos.base import RecurrentTorso
 
@@ -17,15 +24,27 @@ __all__ = ["GruTorso"]
 
 
 class GruTorso(RecurrentTorso):
-    """``nn.GRU`` behind the torso interface. Flat state: ``h (L·H)``, layer-major."""
+    """A GRU behind the torso interface. Flat state: ``h (L·H)``, layer-major.
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **gru_kwargs: Any) -> None:
+    Args:
+        input_size, hidden_size, num_layers: as ``nn.GRU``.
+        backend: ``"auto"`` (default: the C++ kernel on CPU where it builds, else the pure-PyTorch
+            kernel; ``nn.GRU`` on CUDA), ``"native"``, ``"torch"`` or ``"module"`` (``nn.GRU``).
+        **gru_kwargs: passed to ``nn.GRU`` (``bias``, ``dropout``, ``device``, ``dtype``).
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, backend: str = "auto", **gru_kwargs: Any
+    ) -> None:
         super().__init__()
         reject_layout_kwargs(gru_kwargs, "GRU")
+        if backend not in BACKENDS:
+            raise DREAMError(f"unknown GRU backend {backend!r}; choose one of {BACKENDS}")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.backend = backend
         self.rnn = nn.GRU(self.input_size, self.output_size, num_layers=self.num_layers, **gru_kwargs)
         self.state_size = self.num_layers * self.output_size
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        out, h = self.rnn(features, to_layers(state, self.num_layers))
+        out, h = gru_forward(self.rnn, features, to_layers(state, self.num_layers), self.backend)
         return out, from_layers(h)
