@@ -249,10 +249,10 @@ def test_rtu_is_the_linear_trace_unit_in_rotation_form():
                 g * c1 - phi * c2 + gamma * (x[t] @ layer.w_real.T),
                 g * c2 + phi * c1 + gamma * (x[t] @ layer.w_imag.T),
             )
-            expected.append(torch.relu(torch.cat([c1, c2], dim=-1)))
+            expected.append(torch.relu(torch.stack([c1, c2], dim=-1).reshape(B, 8)))  # (c¹_j, c²_j) interleaved
     assert (r < 1).all()
     torch.testing.assert_close(out, torch.stack(expected), rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(state, torch.cat([c1, c2], dim=-1), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(state, torch.stack([c1, c2], dim=-1).reshape(B, 8), rtol=1e-9, atol=1e-10)
 
 
 # ---------------------------------------------------------------- options

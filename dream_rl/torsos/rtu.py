@@ -9,7 +9,7 @@ RTU applies it inside the recurrence, which no scan can train)::
     r = exp(-exp(ν)),  θ = exp(θ_log),  g = r cos θ,  φ = r sin θ,  γ = sqrt(1 - r²)
     c¹_t = g ⊙ c¹_{t-1} - φ ⊙ c²_{t-1} + γ ⊙ (W¹ x_t)
     c²_t = g ⊙ c²_{t-1} + φ ⊙ c¹_{t-1} + γ ⊙ (W² x_t)
-    y_t  = [f(c¹_t), f(c²_t)]                      f = ReLU by default; width 2·units = H
+    y_t  = (f(c¹_t), f(c²_t))                      f = ReLU by default; width 2·units = H, the two interleaved
 
 The pair ``(c¹, c²)`` is the complex number ``c = c¹ + i c²`` with ``c_t = λ ⊙ c_{t-1} + γ ⊙ (W x_t)``,
 so training runs :func:`~dream_rl.torsos.scan.linear_scan` over complex states; a rollout step
@@ -26,7 +26,7 @@ paper's traces have none).
 Defaults: ``units = hidden_size / 2`` complex units, so the output ``[f(c¹), f(c²)]`` has the torso's
 width (``hidden_size`` must be even); ``activation = "relu"`` (or ``"tanh"``, ``"identity"``).
 
-State size: ``L·2·units = L·H`` reals (``c¹`` then ``c²`` per layer); 64 at width 64.
+State size: ``L·2·units = L·H`` reals (``c¹_j, c²_j`` of each unit, interleaved); 64 at width 64.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.scan import ScanLayer, ScanTorso, linear_scan
+from dream_rl.torsos.scan import ScanLayer, ScanTorso, complex_from_flat, flat_from_complex, linear_scan
 
 __all__ = ["RtuTorso", "RtuLayer"]
 
@@ -46,7 +46,7 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda c: c}
 
 
 class RtuLayer(ScanLayer):
-    """One linear RTU layer: (T, B, input_size) → (T, B, hidden_size); state ``[c¹, c²]`` (B, hidden_size)."""
+    """One linear RTU layer: (T, B, input_size) → (T, B, hidden_size); state ``(c¹, c²)`` per unit (B, hidden_size)."""
 
     def __init__(
         self, input_size: int, hidden_size: int, r_min: float = 0.0, r_max: float = 1.0,
@@ -77,16 +77,17 @@ class RtuLayer(ScanLayer):
         radius = torch.exp(-torch.exp(self.nu_log))
         decay = torch.polar(radius, torch.exp(self.theta_log))  # λ (units,) complex
         gamma = torch.sqrt(1.0 - radius.square())
-        drive = torch.complex(x @ self.w_real.T, x @ self.w_imag.T) * gamma  # (T, B, units)
-        c0 = torch.complex(h0[:, :n], h0[:, n:])
-        c = linear_scan(decay.expand(steps, 1, n), drive, c0, starts)  # (T, B, units)
-        out = self.activation(torch.cat([c.real, c.imag], dim=-1))
-        return out, torch.cat([c[-1].real, c[-1].imag], dim=-1)
+        # one matmul for both parts, rows interleaved (W¹_j, W²_j): the result views as complex, no copy
+        weight = torch.stack([self.w_real, self.w_imag], dim=1).reshape(2 * n, -1)
+        drive = complex_from_flat((x @ weight.T).reshape(-1, 2 * n), n).reshape(steps, -1, n) * gamma  # (T, B, units)
+        c = linear_scan(decay.expand(steps, 1, n), drive, complex_from_flat(h0, n), starts)  # (T, B, units)
+        out = self.activation(torch.view_as_real(c).reshape(steps, -1, 2 * n))
+        return out, flat_from_complex(c[-1])
 
 
 class RtuTorso(ScanTorso):
     """``num_layers`` linear RTU layers of width ``hidden_size`` (even); options ``r_min``, ``r_max``,
-    ``max_phase``, ``activation`` (see the module docstring). Flat state: ``[c¹, c²]`` of every layer."""
+    ``max_phase``, ``activation`` (see the module docstring). Flat state: ``(c¹, c²)`` of every unit and layer."""
 
     layer_options = ("r_min", "r_max", "max_phase", "activation")
 
