@@ -1,7 +1,8 @@
 """The C++ sequence kernel: built on first use, cached, loaded with ctypes, optional.
 
-``dream_rl/csrc/dream_seq.cpp`` is compiled with the system C++ compiler (``$CXX``, else ``c++``,
-``g++`` or ``clang++``) into a shared library under ``$DREAM_RL_CACHE_DIR`` (default
+``dream_rl/csrc/dream_seq.cpp`` is built and loaded by :mod:`dream_rl._cbuild` (shared with the
+GRU kernel): compiled with the system C++ compiler (``$CXX``, else ``c++``, ``g++`` or
+``clang++``) into a shared library under ``$DREAM_RL_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/dream_rl`` or ``~/.cache/dream_rl``), named by a hash of the source, the flags
 and the CPU (it is built with ``-march=native``), so a cached build is only reused where it was
 built for; an unwritable cache directory falls back to the temp directory. The library has a
@@ -19,188 +20,50 @@ skips all of this.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from dream_rl import _cbuild
 from dream_rl.errors import DREAMError
 
 __all__ = ["load", "unavailable_reason", "library_path"]
 
 ABI_VERSION = 5
 SOURCE = Path(__file__).resolve().parent / "csrc" / "dream_seq.cpp"
-# no -ffast-math: NaN/inf semantics and the exact clamp comparisons of the reference are kept
-_BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math"]
-# tried in order: the first that compiles is used
-_FLAG_SETS = [["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"], []]
+# the shared flags (no -ffast-math: the exact clamp comparisons of the reference are kept) plus
+# -pthread for the kernel's std::thread batch split
+_BASE_FLAGS = (*_cbuild.BASE_FLAGS, "-pthread")
 
-_lock = threading.Lock()
-_state: dict[str, Any] = {"tried": False, "kernel": None, "reason": "not loaded yet", "path": None}
+
+def _load() -> tuple[_NativeKernel, Path]:
+    """Build (or reuse the cached build), check the ABI, self-test; raises to say it cannot be used."""
+    lib, path = _cbuild.compile_and_load(SOURCE, base_flags=_BASE_FLAGS)
+    kernel = _NativeKernel(lib)
+    _self_test(kernel)
+    return kernel, path
+
+
+#: Loaded once per process; one RuntimeWarning (naming the "C++ sequence kernel") when unavailable.
+_EXTENSION: _cbuild.OptionalExtension[_NativeKernel] = _cbuild.OptionalExtension("C++ sequence kernel", _load)
 
 
 def load() -> _NativeKernel | None:
     """The kernel, building it on the first call; None (after one warning) when unavailable."""
-    if _state["tried"]:
-        return _state["kernel"]
-    with _lock:
-        if not _state["tried"]:
-            try:
-                _state["kernel"] = _load()
-                _state["reason"] = "loaded"
-            except _Unavailable as exc:  # expected, quiet when disabled on purpose
-                _state["reason"] = str(exc)
-                if not exc.quiet:
-                    warnings.warn(f"dream_rl: C++ sequence kernel unavailable ({exc}); using the pure-PyTorch "
-                                  "kernel", RuntimeWarning, stacklevel=3)
-            except Exception as exc:  # noqa: BLE001 - never break the caller over an optional speed-up
-                _state["reason"] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"dream_rl: C++ sequence kernel unavailable ({_state['reason']}); using the "
-                              "pure-PyTorch kernel", RuntimeWarning, stacklevel=3)
-            _state["tried"] = True
-    return _state["kernel"]
+    return _EXTENSION.load()
 
 
 def unavailable_reason() -> str:
     """Why :func:`load` returned None (or ``"loaded"``)."""
-    return _state["reason"]
+    return _EXTENSION.unavailable_reason()
 
 
 def library_path() -> Path | None:
     """The shared library in use, if any."""
-    return _state["path"]
-
-
-class _Unavailable(Exception):
-    def __init__(self, message: str, quiet: bool = False) -> None:
-        super().__init__(message)
-        self.quiet = quiet
-
-
-def _cache_dir() -> Path:
-    if os.environ.get("DREAM_RL_CACHE_DIR"):
-        return Path(os.environ["DREAM_RL_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dream_rl"
-
-
-def _cpu_signature() -> str:
-    """What -march=native depends on: the machine and its CPU model and feature flags."""
-    parts = [platform.system(), platform.machine()]
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            seen = set()
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part") and key not in seen:
-                    seen.add(key)
-                    parts.append(line.strip())
-    except OSError:
-        parts.append(platform.processor())
-    return "\n".join(parts)
-
-
-def _compiler() -> str | None:
-    if os.environ.get("CXX"):
-        return os.environ["CXX"]
-    for name in ("c++", "g++", "clang++"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _load() -> _NativeKernel:
-    if os.environ.get("DREAM_RL_NO_EXTENSION", "").strip() not in ("", "0"):
-        raise _Unavailable("disabled by DREAM_RL_NO_EXTENSION", quiet=True)
-    if os.name == "nt":
-        raise _Unavailable("not supported on Windows", quiet=True)
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + repr(_BASE_FLAGS + _FLAG_SETS).encode() + _cpu_signature().encode()).hexdigest()[:16]
-    name = f"dream_seq_{key}.so"
-    path = _cache_dir() / name
-    if not path.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.TemporaryFile(dir=path.parent)
-            probe.close()
-        except OSError:  # an unwritable cache: build under the temp dir instead
-            path = Path(tempfile.gettempdir()) / f"dream_rl-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            with _build_lock(path):
-                if not path.exists():  # another process may have built it while we waited
-                    _build(path)
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError:  # a broken cache entry (e.g. a truncated file): rebuild once
-        path.unlink(missing_ok=True)
-        with _build_lock(path):
-            _build(path)
-        lib = ctypes.CDLL(str(path))
-    kernel = _NativeKernel(lib)
-    _self_test(kernel)
-    _state["path"] = path
-    return kernel
-
-
-class _build_lock:
-    """An exclusive lock on ``<path>.lock`` (POSIX): concurrent first uses (pytest-xdist, vector
-    envs in subprocesses) compile once. Without fcntl the atomic rename in _build still keeps
-    concurrent builds correct."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_suffix(".lock")
-        self.file: Any = None
-
-    def __enter__(self) -> None:
-        try:
-            import fcntl
-
-            self.file = open(self.path, "a")  # noqa: SIM115
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            if self.file is not None:
-                self.file.close()
-            self.file = None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.file is not None:
-            self.file.close()  # releases the lock
-
-
-def _build(path: Path) -> None:
-    compiler = _compiler()
-    if compiler is None:
-        raise _Unavailable("no C++ compiler found (set CXX)")
-    errors = []
-    for extra in _FLAG_SETS:
-        # compile to a private name, then rename: concurrent first uses never see a partial file
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.so", dir=path.parent)
-        os.close(fd)
-        cmd = [compiler, *_BASE_FLAGS, *extra, str(SOURCE), "-o", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            if proc.returncode == 0:
-                os.replace(tmp, path)
-                return
-            errors.append(f"{' '.join(cmd)}: {proc.stderr.strip()[-500:]}")
-        except (OSError, subprocess.SubprocessError) as exc:
-            errors.append(f"{' '.join(cmd)}: {exc}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise _Unavailable("compilation failed: " + " | ".join(errors[-1:]))
+    return _EXTENSION.library_path()
 
 
 def _self_test(kernel: _NativeKernel) -> None:
@@ -232,7 +95,7 @@ def _self_test(kernel: _NativeKernel) -> None:
         flat_got = [got[0], *got[1], *got_b[:6], *got_b[6], got_b[7][0]]
         for a, b in zip(flat_ref, flat_got):
             if not torch.allclose(a, b, rtol=1e-8, atol=1e-10):
-                raise _Unavailable(f"self-test failed: max error {(a - b).abs().max().item():.3g}")
+                raise _cbuild.Unavailable(f"self-test failed: max error {(a - b).abs().max().item():.3g}")
 
 
 class NativeSaved(NamedTuple):
@@ -273,7 +136,7 @@ class _NativeKernel:
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         if lib.dream_seq_abi_version() != ABI_VERSION:
-            raise _Unavailable("stale library (ABI version mismatch)")
+            raise _cbuild.Unavailable("stale library (ABI version mismatch)")
         sig = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_void_p)]
         self._fns = {}
         for direction in ("forward", "backward"):

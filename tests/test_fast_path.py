@@ -17,7 +17,7 @@ import warnings
 import pytest
 import torch
 
-from dream_rl import _native, fast_sequence
+from dream_rl import _cbuild, _native, fast_sequence
 from dream_rl.cell import DREAMCell
 from dream_rl.config import DREAMConfig
 from dream_rl.errors import DREAMError
@@ -309,46 +309,41 @@ def test_native_kernel_builds_where_a_compiler_exists():
     assert _native.library_path() is not None and _native.library_path().exists()
 
 
+def fresh_native_loader(monkeypatch) -> None:
+    """A not-yet-tried loader for the C++ kernel for this test (the process's own is restored after)."""
+    monkeypatch.setattr(_native, "_EXTENSION", _cbuild.OptionalExtension(_native._EXTENSION.description, _native._load))
+
+
 def test_build_failure_warns_once_and_falls_back(tmp_path, monkeypatch):
-    saved = dict(_native._state)
     monkeypatch.setenv("DREAM_RL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
     monkeypatch.delenv("DREAM_RL_NO_EXTENSION", raising=False)
-    monkeypatch.setattr(_native, "_cpu_signature", lambda: "test-build-failure")  # a fresh cache key
-    _native._state.update(tried=False, kernel=None, reason="", path=None)
-    try:
-        with pytest.warns(RuntimeWarning, match="C\\+\\+ sequence kernel unavailable"):
-            assert _native.load() is None
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert _native.load() is None  # no second warning, no second attempt
-        assert "compilation failed" in _native.unavailable_reason()
-        # 'auto' still runs (pure PyTorch), 'native' says why it cannot
-        cell = make_cell()
-        x = torch.randn(2, 2, 5, dtype=F64)
-        with torch.no_grad():
-            out, _ = fast_sequence.run_sequence(cell, x, cell.init_state(2), "auto")
-            ref, _ = cell.reference_run_time_major(x, cell.init_state(2))
-        assert torch.allclose(out, ref, rtol=1e-10, atol=1e-12)
-        with pytest.raises(DREAMError, match="not available"):
-            fast_sequence.run_sequence(cell, x, cell.init_state(2), "native")
-    finally:
-        _native._state.clear()
-        _native._state.update(saved)
+    monkeypatch.setattr(_cbuild, "cpu_signature", lambda: "test-build-failure")  # a fresh cache key
+    fresh_native_loader(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ sequence kernel unavailable"):
+        assert _native.load() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _native.load() is None  # no second warning, no second attempt
+    assert "compilation failed" in _native.unavailable_reason()
+    # 'auto' still runs (pure PyTorch), 'native' says why it cannot
+    cell = make_cell()
+    x = torch.randn(2, 2, 5, dtype=F64)
+    with torch.no_grad():
+        out, _ = fast_sequence.run_sequence(cell, x, cell.init_state(2), "auto")
+        ref, _ = cell.reference_run_time_major(x, cell.init_state(2))
+    assert torch.allclose(out, ref, rtol=1e-10, atol=1e-12)
+    with pytest.raises(DREAMError, match="not available"):
+        fast_sequence.run_sequence(cell, x, cell.init_state(2), "native")
 
 
 def test_disabled_by_environment(monkeypatch):
-    saved = dict(_native._state)
     monkeypatch.setenv("DREAM_RL_NO_EXTENSION", "1")
-    _native._state.update(tried=False, kernel=None, reason="", path=None)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # disabling on purpose is silent
-            assert _native.load() is None
-        assert "DREAM_RL_NO_EXTENSION" in _native.unavailable_reason()
-    finally:
-        _native._state.clear()
-        _native._state.update(saved)
+    fresh_native_loader(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disabling on purpose is silent
+        assert _native.load() is None
+    assert "DREAM_RL_NO_EXTENSION" in _native.unavailable_reason()
 
 
 def test_vmap_over_the_batch_uses_the_reference_loop():
