@@ -164,11 +164,20 @@ class _NativeKernel:
         return max(1, min(int(threads), B))
 
     def forward(self, k: Any, V: Tensor, x: Tensor, params: tuple, states: tuple, save: bool,
-                threads: int | None = None, interval: int | None = None):
+                threads: int | None = None, interval: int | None = None,
+                states_validated_for: tuple[int, int] | None = None):
         """``x`` (T, B, I) → out (T, B, H), the final state (U, U_target, adaptive_tau, error_mean,
         error_var, avg_surprise) and, when ``save``, a :class:`NativeSaved` for :meth:`backward`.
         ``threads``: None picks torch.get_num_threads() when the work is large enough;
-        ``interval``: steps between fast-weight checkpoints (default :func:`checkpoint_interval`)."""
+        ``interval``: steps between fast-weight checkpoints (default :func:`checkpoint_interval`).
+
+        ``states_validated_for`` = (hidden_dim, rank) of the config the 7 state tensors were *just*
+        validated against by ``DREAMCell._check_structure`` (exact shapes for the batch of ``x``,
+        ``x``'s dtype and device), with nothing run in between: their shape, dtype and device are
+        then not checked again. That covers the shapes the kernel reads only if the config agrees
+        with the weights it sizes its loops by, so that is checked here; ``x`` and every weight are
+        checked in full, and the states' layout, contiguity and negation bit as always. None (the
+        default, for every other caller) checks everything."""
         if not isinstance(x, Tensor) or x.dim() != 3 or len(params) != 8 or len(states) != 7:
             raise DREAMError("native DREAM kernel: expected x (T, B, I), 8 parameters and 7 state tensors")
         T, B, I = x.shape
@@ -186,7 +195,18 @@ class _NativeKernel:
                                              (1,), (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
             if len(_forward_shapes) > 256:  # many distinct sizes (varying sequence lengths): start over
                 _forward_shapes.clear()
-        inputs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, key)
+        keep: list[Tensor] = []  # copies made by _checked, alive until the kernel returns
+        if states_validated_for is None:
+            in_ptrs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, key, keep)
+        else:
+            if states_validated_for[0] != H or states_validated_for[1] != r:
+                raise DREAMError(
+                    f"native DREAM kernel: the state was validated for the config's hidden_dim="
+                    f"{states_validated_for[0]}, rank={states_validated_for[1]} but weight_in and the sensory "
+                    f"filter give hidden_dim={H}, rank={r}; a weight replaced by one of another size does not "
+                    "resize the cell: build a new DREAMCell")
+            in_ptrs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:]), shapes, dtype, key, keep)
+            in_ptrs += _buffer_pointers(_FORWARD_NAMES[10:], states, keep)
         empty = x.new_empty
         out = empty(T, B, H)
         final = (empty(B, H, r), empty(B, H, r), empty(B), empty(B, I), empty(B, I), empty(B))
@@ -196,7 +216,7 @@ class _NativeKernel:
             tail = [t.data_ptr() for t in saved]
         else:
             saved, tail = None, _NO_SAVE
-        ptrs = _Ptrs31(*[t.data_ptr() for t in inputs], out.data_ptr(), *[t.data_ptr() for t in final], *tail)
+        ptrs = _Ptrs31(*in_ptrs, out.data_ptr(), *[t.data_ptr() for t in final], *tail)
         dims = _Dims(T, B, I, H, r, int(save), int(bool(k.ltc)), K, self._threads(T, B, I, H, r, threads))
         self._fns["forward", dtype](dims, self._cfg(k), ptrs)
         return out, final, saved
@@ -224,14 +244,15 @@ class _NativeKernel:
         shapes = ((T, B, I), (H, H), (I, H), (H, I), (I, r), (H,), (H,), (1,), (B, H), (T, B, H),
                   (NC, B, r, H), (NC, B, r, H), (T, B, I), (T, B, H), (T, B, I), (T, B, I), (T, B, _NUM_SCALARS),
                   (T, B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
-        inputs = _checked(_BACKWARD_NAMES, (x, R, C, Werr, V, eta, lts, lss, h0, out, *saved, g_out, *g_final),
-                          shapes, dtype, (T, B, I, H, r))
+        keep: list[Tensor] = []  # copies made by _checked, alive until the kernel returns
+        in_ptrs = _checked(_BACKWARD_NAMES, (x, R, C, Werr, V, eta, lts, lss, h0, out, *saved, g_out, *g_final),
+                          shapes, dtype, (T, B, I, H, r), keep)
         empty = x.new_empty
         g_state = (empty(B, H), empty(B, H, r), empty(B, H, r), empty(B), empty(B, I), empty(B, I), empty(B))
         G_D, G_E, G_XF = empty(T, B, H), empty(T, B, I), empty(T, B, r)
         g_eta, g_lts, g_lss, g_b, A = empty(H), empty(H), empty(1), empty(H), empty(T, B, H + 2 * I)
         outs = [*g_state, G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_b, A]
-        ptrs = _Ptrs39(*[t.data_ptr() for t in inputs], *[t.data_ptr() for t in outs])
+        ptrs = _Ptrs39(*in_ptrs, *[t.data_ptr() for t in outs])
         dims = _Dims(T, B, I, H, r, 1, int(bool(k.ltc)), K, self._threads(T, B, I, H, r, threads))
         self._fns["backward", dtype](dims, self._cfg(k), ptrs)
         return G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state, (g_b, A)
@@ -246,15 +267,19 @@ _BACKWARD_NAMES = ("x", "weight_rec", "weight_pred", "weight_err", "sensory_filt
                    "grad of final error_mean", "grad of final error_var", "grad of final avg_surprise")
 
 
-def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, dims: tuple) -> list[Tensor]:
-    """Each tensor, checked (exact shape, the dtype of x, CPU, strided) and made contiguous; raises
-    DREAMError naming the first that does not fit. ``dims`` (T, B, I, H, r) must all be >= 1."""
+def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, dims: tuple,
+             keep: list[Tensor]) -> list[int]:
+    """The data pointer of each tensor, checked (exact shape, the dtype of x, CPU, strided) and made
+    contiguous; raises DREAMError naming the first that does not fit. A tensor that had to be copied
+    (made contiguous, lazy negation resolved) is appended to ``keep``: the caller holds that list
+    until the kernel returns, so no pointer outlives its buffer. ``dims`` (T, B, I, H, r) must all
+    be >= 1."""
     if dtype is not torch.float32 and dtype is not torch.float64:
         raise DREAMError(f"native DREAM kernel: x must be float32 or float64, got {dtype}")
     if min(dims) < 1:
         raise DREAMError("native DREAM kernel: T, B, input_dim, hidden_dim and rank must all be >= 1, got "
                          + ", ".join(f"{n}={v}" for n, v in zip(("T", "B", "I", "H", "r"), dims)))
-    result = []
+    pointers = []
     strided = torch.strided
     for name, t, shape in zip(names, tensors, shapes):
         # this runs on every rollout step: a few attribute reads per tensor, nothing more
@@ -267,10 +292,31 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
             )
         if not t.is_contiguous():
             t = t.contiguous()
+            keep.append(t)
         if t.is_neg():  # a lazily negated view: the buffer holds the un-negated values
             t = t.resolve_neg()
-        result.append(t)
-    return result
+            keep.append(t)
+        pointers.append(t.data_ptr())
+    return pointers
+
+
+def _buffer_pointers(names: tuple, tensors: tuple, keep: list[Tensor]) -> list[int]:
+    """The data pointers of tensors whose shape, dtype and device were validated just before (see
+    ``states_validated_for``): only the strided layout is checked and the buffer made contiguous
+    (copies appended to ``keep``, as in :func:`_checked`)."""
+    pointers = []
+    strided = torch.strided
+    for name, t in zip(names, tensors):
+        if t.layout is not strided:
+            raise DREAMError(f"native DREAM kernel: {name} must be a strided (dense) tensor, got {t.layout}")
+        if not t.is_contiguous():
+            t = t.contiguous()
+            keep.append(t)
+        if t.is_neg():  # a lazily negated view: the buffer holds the un-negated values
+            t = t.resolve_neg()
+            keep.append(t)
+        pointers.append(t.data_ptr())
+    return pointers
 
 
 _forward_shapes: dict[tuple, tuple] = {}

@@ -271,7 +271,8 @@ class DREAMCell(nn.Module):
     def _run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
         from dream_rl.fast_sequence import run_sequence
 
-        return run_sequence(self, x_tbi, state, self.sequence_backend)
+        # every caller ran _check_structure(x_tbi, state) just before: the kernel need not repeat it
+        return run_sequence(self, x_tbi, state, self.sequence_backend, validated=True)
 
     def reference_run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
         """The reference sequence loop: :meth:`step` once per time step, under autograd."""

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from dream_rl import _native
 from dream_rl.errors import DREAMError
 from dream_rl.state import DREAMState
 
@@ -81,8 +82,6 @@ def get_backend() -> str:
 
 def native_available() -> bool:
     """Whether the C++ kernel is usable (builds it on first call; never raises)."""
-    from dream_rl import _native
-
     return _native.load() is not None
 
 
@@ -127,8 +126,15 @@ class Saved(NamedTuple):
 # dispatch
 
 
-def run_sequence(cell: DREAMCell, x: Tensor, state: DREAMState, backend: str | None = None) -> tuple[Tensor, DREAMState]:
-    """``x`` (T, B, I) → outputs (T, B, H) and the final state, with the selected backend."""
+def run_sequence(cell: DREAMCell, x: Tensor, state: DREAMState, backend: str | None = None,
+                 validated: bool = False) -> tuple[Tensor, DREAMState]:
+    """``x`` (T, B, I) → outputs (T, B, H) and the final state, with the selected backend.
+
+    ``validated``: True only from :class:`DREAMCell` right after its ``_check_structure(x, state)``
+    (shapes for the cell's config and the batch of ``x``; dtype and device of ``weight_in``), so
+    the state's shapes, dtypes and devices are not checked again on the no-grad path; see
+    ``states_validated_for`` in :meth:`dream_rl._native._NativeKernel.forward` for what is still
+    checked there."""
     name = backend or _backend
     try:  # direct dict access: nn.Module.__getattr__ is slow at T = 1
         p = cell._parameters
@@ -141,21 +147,19 @@ def run_sequence(cell: DREAMCell, x: Tensor, state: DREAMState, backend: str | N
         V = cell.sensory_filter
     states = (state.h, state.U, state.U_target, state.adaptive_tau, state.error_mean, state.error_var,
               state.avg_surprise)
-    if name == "reference" or x.shape[0] == 0 or _traced(x) or not _supported(x, V, params, states):
+    # the cell's check gave every state tensor x's dtype and device: _supported need not look again
+    unchecked_states = () if validated else states
+    if name == "reference" or x.shape[0] == 0 or _traced(x) or not _supported(x, V, params, unchecked_states):
         if name not in ("reference", "auto"):
             raise DREAMError(f"the {name!r} DREAM kernel needs T >= 1, every tensor on one device with one "
                              "floating dtype, and no gradient on the sensory filter; use backend 'auto'")
         return cell.reference_run_time_major(x, state)
     if name == "auto" or name == "native":
         kernel = None
-        if x.device.type == "cpu" and (x.dtype == torch.float32 or x.dtype == torch.float64):
-            from dream_rl import _native
-
+        if x.is_cpu and (x.dtype == torch.float32 or x.dtype == torch.float64):
             kernel = _native.load()
         if kernel is None:
             if name == "native":
-                from dream_rl import _native
-
                 raise DREAMError(
                     "the native DREAM kernel is not available here (CPU float32/float64 only, needs a C++ "
                     f"compiler; {_native.unavailable_reason()}); use backend 'auto' or 'torch'"
@@ -172,7 +176,12 @@ def run_sequence(cell: DREAMCell, x: Tensor, state: DREAMState, backend: str | N
         out, U, Ut, at, em, ev, avg = _SequenceFunction.apply(kernel, k, V, x, *params, *states)
         return out, DREAMState(out[-1], U, Ut, at, em, ev, avg)
     # no tensor needs a gradient here (or grad mode is off): the kernel builds no graph, saves nothing
-    out, final, _ = kernel.forward(k, V, x, params, states, False)
+    if validated and kernel is not TORCH_KERNEL:  # the rollout path: the state's shapes were just checked
+        cfg = cell.config
+        out, final, _ = kernel.forward(k, V, x, params, states, False,
+                                       states_validated_for=(cfg.hidden_dim, cfg.rank))
+    else:
+        out, final, _ = kernel.forward(k, V, x, params, states, False)
     return out, DREAMState(out[-1], *final)
 
 

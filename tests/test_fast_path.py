@@ -496,6 +496,22 @@ def test_native_boundary_state_of_another_config_is_an_error_not_a_crash():
 
 
 @needs_native
+@pytest.mark.parametrize("replace", ["sensory_filter", "weight_in", "weight_rec"])
+def test_native_rollout_path_checks_weights_against_the_validated_state(replace):
+    """On the no-grad path the kernel trusts the cell's check of the state's shapes (made against the
+    config); a weight or filter replaced by one of another size must still be an error, never a read
+    past the state's buffers."""
+    cell = DREAMCell(DREAMConfig(input_dim=4, hidden_dim=16, rank=4))
+    state = cell.init_state(2)
+    bigger = {"sensory_filter": torch.randn(4, 8), "weight_in": torch.nn.Parameter(torch.randn(32, 4)),
+              "weight_rec": torch.nn.Parameter(torch.randn(32, 32))}[replace]
+    setattr(cell, replace, bigger)
+    cell.sequence_backend = "native"
+    with torch.no_grad(), pytest.raises(DREAMError, match="native DREAM kernel"):
+        cell.run_time_major(torch.randn(1, 2, 4), state)
+
+
+@needs_native
 def test_native_boundary_checks_the_backward_inputs():
     kernel = _native.load()
     cell = make_cell()
