@@ -189,24 +189,25 @@ class _NativeKernel:
         K = -(-T // NC)  # the interval the backward infers from T and the number of checkpoints
         dtype = x.dtype
         key = (T, B, I, H, r)
-        shapes = _forward_shapes.get(key)
-        if shapes is None:
-            shapes = _forward_shapes[key] = ((T, B, I), (H, I), (H,), (H, H), (I, H), (H, I), (I, r), (H,), (H,),
-                                             (1,), (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
+        cached = _forward_shapes.get(key)
+        if cached is None:
+            full = ((T, B, I), (H, I), (H,), (H, H), (I, H), (H, I), (I, r), (H,), (H,), (1,),
+                    (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,))
+            cached = _forward_shapes[key] = (full, full[:10] + (None,) * 7)  # the states last
             if len(_forward_shapes) > 256:  # many distinct sizes (varying sequence lengths): start over
                 _forward_shapes.clear()
         keep: list[Tensor] = []  # copies made by _checked, alive until the kernel returns
         if states_validated_for is None:
-            in_ptrs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, key, keep)
+            shapes = cached[0]
         else:
+            shapes = cached[1]
             if states_validated_for[0] != H or states_validated_for[1] != r:
                 raise DREAMError(
                     f"native DREAM kernel: the state was validated for the config's hidden_dim="
                     f"{states_validated_for[0]}, rank={states_validated_for[1]} but weight_in and the sensory "
                     f"filter give hidden_dim={H}, rank={r}; a weight replaced by one of another size does not "
                     "resize the cell: build a new DREAMCell")
-            in_ptrs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:]), shapes, dtype, key, keep)
-            in_ptrs += _buffer_pointers(_FORWARD_NAMES[10:], states, keep)
+        in_ptrs = _checked(_FORWARD_NAMES, (x, *params[:5], V, *params[5:], *states), shapes, dtype, key, keep)
         empty = x.new_empty
         out = empty(T, B, H)
         final = (empty(B, H, r), empty(B, H, r), empty(B), empty(B, I), empty(B, I), empty(B))
@@ -270,7 +271,8 @@ _BACKWARD_NAMES = ("x", "weight_rec", "weight_pred", "weight_err", "sensory_filt
 def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, dims: tuple,
              keep: list[Tensor]) -> list[int]:
     """The data pointer of each tensor, checked (exact shape, the dtype of x, CPU, strided) and made
-    contiguous; raises DREAMError naming the first that does not fit. A tensor that had to be copied
+    contiguous; raises DREAMError naming the first that does not fit. A shape of None marks a tensor
+    whose shape, dtype and device the caller validated just before: only its layout is checked. A tensor that had to be copied
     (made contiguous, lazy negation resolved) is appended to ``keep``: the caller holds that list
     until the kernel returns, so no pointer outlives its buffer. ``dims`` (T, B, I, H, r) must all
     be >= 1."""
@@ -283,9 +285,12 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
     strided = torch.strided
     for name, t, shape in zip(names, tensors, shapes):
         # this runs on every rollout step: a few attribute reads per tensor, nothing more
-        if not isinstance(t, Tensor):
+        if shape is None:  # shape, dtype and device validated just before (see states_validated_for)
+            if t.layout is not strided:
+                raise DREAMError(f"native DREAM kernel: {name} must be a strided (dense) tensor, got {t.layout}")
+        elif not isinstance(t, Tensor):
             raise DREAMError(f"native DREAM kernel: {name} must be a tensor, got {type(t).__name__}")
-        if t.shape != shape or t.dtype is not dtype or not t.is_cpu or t.layout is not strided:
+        elif t.shape != shape or t.dtype is not dtype or not t.is_cpu or t.layout is not strided:
             raise DREAMError(
                 f"native DREAM kernel: {name} must be a {dtype} CPU tensor of shape {shape}, got "
                 f"{t.dtype} {t.device.type} {t.layout} of shape {tuple(t.shape)}"
@@ -300,25 +305,7 @@ def _checked(names: tuple, tensors: tuple, shapes: tuple, dtype: torch.dtype, di
     return pointers
 
 
-def _buffer_pointers(names: tuple, tensors: tuple, keep: list[Tensor]) -> list[int]:
-    """The data pointers of tensors whose shape, dtype and device were validated just before (see
-    ``states_validated_for``): only the strided layout is checked and the buffer made contiguous
-    (copies appended to ``keep``, as in :func:`_checked`)."""
-    pointers = []
-    strided = torch.strided
-    for name, t in zip(names, tensors):
-        if t.layout is not strided:
-            raise DREAMError(f"native DREAM kernel: {name} must be a strided (dense) tensor, got {t.layout}")
-        if not t.is_contiguous():
-            t = t.contiguous()
-            keep.append(t)
-        if t.is_neg():  # a lazily negated view: the buffer holds the un-negated values
-            t = t.resolve_neg()
-            keep.append(t)
-        pointers.append(t.data_ptr())
-    return pointers
-
-
+# (T, B, I, H, r) -> (every forward shape, the same with the states' shapes None: validated before)
 _forward_shapes: dict[tuple, tuple] = {}
 
 

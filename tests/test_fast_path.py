@@ -512,6 +512,24 @@ def test_native_rollout_path_checks_weights_against_the_validated_state(replace)
 
 
 @needs_native
+def test_native_rollout_path_still_checks_the_state_layout():
+    """The no-grad path from the cell skips only the repeated shape/dtype/device check of the state:
+    an expanded state is still made contiguous and a sparse one (right shape) is still refused."""
+    cell = make_cell()
+    cell.sequence_backend = "native"
+    state = random_state(cell, 3)
+    x = torch.randn(1, 3, 5, dtype=F64)
+    expanded = dataclasses.replace(state, adaptive_tau=state.adaptive_tau[:1].expand(3))
+    sparse = dataclasses.replace(state, error_mean=state.error_mean.to_sparse())
+    with torch.no_grad():
+        ref, _ = cell.reference_run_time_major(x, expanded)
+        got, _ = cell.run_time_major(x, expanded)
+        assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
+        with pytest.raises(DREAMError, match=r"state\.error_mean"):
+            cell.run_time_major(x, sparse)
+
+
+@needs_native
 def test_native_boundary_checks_the_backward_inputs():
     kernel = _native.load()
     cell = make_cell()
