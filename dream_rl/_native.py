@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from dream_rl import _cbuild
+from dream_rl._torch_kernel import _LOG_2PI_E, TORCH_KERNEL, Consts
 from dream_rl.errors import DREAMError
 
 __all__ = ["load", "unavailable_reason", "library_path"]
@@ -69,8 +70,6 @@ def library_path() -> Path | None:
 def _self_test(kernel: _NativeKernel) -> None:
     """Compare with the pure-PyTorch kernel on a small float64 problem (forward and backward), on one
     thread and on two (the batch split in slices)."""
-    from dream_rl.fast_sequence import TORCH_KERNEL, Consts
-
     gen = torch.Generator().manual_seed(0)
     T, B, I, H, r = 5, 3, 3, 5, 2
     dt = torch.float64
@@ -123,7 +122,7 @@ def checkpoint_interval(T: int) -> int:
 
 
 class _NativeKernel:
-    """ctypes front-end with the interface of ``fast_sequence._TorchKernel``.
+    """ctypes front-end with the interface of ``_torch_kernel._TorchKernel``.
 
     The C++ code trusts the sizes it is handed, so this is the last line of defence: before every
     call each tensor is checked against the shapes implied by ``x`` (T, B, I), ``weight_in`` (H, I)
@@ -149,8 +148,6 @@ class _NativeKernel:
     def _cfg(self, k: Any) -> Any:
         cfg = self._cfg_cache.get(k)
         if cfg is None:
-            from dream_rl.fast_sequence import _LOG_2PI_E
-
             values = (k.dt, k.lam, k.alpha, k.gamma, k.beta, k.beta_s, k.target_norm, k.kappa, k.zeta, k.min_sleep,
                       _LOG_2PI_E)
             cfg = (ctypes.c_double * 11)(*(float(v) for v in values))
