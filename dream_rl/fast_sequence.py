@@ -16,11 +16,11 @@ Two backends run the time loop:
 
 ``"native"``
     a C++ kernel (``dream_rl/csrc/dream_seq.cpp``), CPU, float32 and float64, compiled on first
-    use with the system C++ compiler and cached (see :mod:`dream_rl._native`; the pure-PyTorch kernel is
-    :mod:`dream_rl._torch_kernel`). It removes the
+    use with the system C++ compiler and cached (see :mod:`dream_rl._native`). It removes the
     per-op dispatch cost that dominates at RL sizes.
 ``"torch"``
-    the same algorithm in pure PyTorch ops: always available (any device, no compiler).
+    the same algorithm in pure PyTorch ops (:mod:`dream_rl._torch_kernel`): always available (any
+    device, no compiler).
 
 ``"auto"`` (the default) picks ``native`` where it applies (CPU, float32/float64, extension
 built) and ``torch`` otherwise; ``"reference"`` runs the eager :meth:`DREAMCell.step` loop, which
