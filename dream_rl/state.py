@@ -176,7 +176,7 @@ class DREAMState:
             raise DREAMError(f"state.h must be a (batch, hidden_dim) tensor, got {type(self.h).__name__}")
         B = self.batch_size
         # a state from another config would be silently mis-packed
-        self.validate(config, B, self.h.dtype, self.h.device, owner="the config")
+        self.validate(config, B, self.h.dtype, self.h.device, owner="to_flat")
         return torch.cat(
             [
                 self.h,

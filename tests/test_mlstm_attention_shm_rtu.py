@@ -39,30 +39,40 @@ def mlstm_reference(layer, x, starts):
     for t in range(x.shape[0]):
         keep = (~starts[t]).to(x.dtype).reshape(-1, 1, 1)
         C, n = C * keep.unsqueeze(-1), n * keep
-        q, k, v = layer.qkv(x[t]).reshape(-1, 3, heads, d).unbind(1)
+        W, H = layer.proj.weight, layer.hidden_size  # rows [q, k, v, o, ĩ, f̃]; bias on [o, ĩ, f̃]
+        q, k, v = (x[t] @ W[: 3 * H].T).reshape(-1, 3, heads, d).unbind(1)
         k = k / math.sqrt(d)
-        i_pre, f_pre = layer.gates(x[t]).chunk(2, dim=-1)
+        o_pre, i_pre, f_pre = (x[t] @ W[3 * H :].T + layer.gate_bias).split([H, heads, heads], dim=-1)
         i_gate, f_gate = torch.exp(i_pre), torch.sigmoid(f_pre)
         C = f_gate[..., None, None] * C + i_gate[..., None, None] * (v.unsqueeze(-1) * k.unsqueeze(-2))
         n = f_gate[..., None] * n + i_gate[..., None] * k
         h = (C @ q.unsqueeze(-1)).squeeze(-1) / torch.clamp((n * q).sum(-1, keepdim=True).abs(), min=1.0)
         h = F.layer_norm(h, (d,)).reshape(x.shape[1], -1) * layer.norm_weight
-        outs.append(torch.sigmoid(layer.out_gate(x[t])) * h)
+        outs.append(torch.sigmoid(o_pre) * h)
     return torch.stack(outs), C, n
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 16])
 def test_mlstm_is_the_paper_cell_with_its_stabiliser_in_the_state(chunk):
+    """xLSTM's mLSTM cell, and its initialisation: gate weights zero, forget biases over [3, 6]."""
     torch.manual_seed(0)
     torso = TORSOS["mlstm"](F_IN, 8, head_dim=4, chunk=chunk).double()
     layer = torso.layers[0]
+    assert not layer.proj.weight[32:].any() and layer.gate_bias[10:].tolist() == [3.0, 6.0]
     with torch.no_grad():
-        layer.gates.weight.normal_(0.0, 0.5)  # input-dependent gates, exponents of either sign
+        layer.proj.weight[32:].normal_(0.0, 0.5)  # input-dependent ĩ, f̃: exponents of either sign
     x, starts = inputs(), some_starts()
-    with torch.no_grad():
-        out, state = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
-        expected, C, n = mlstm_reference(layer, x, starts)
+    out, state = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
+    expected, C, n = mlstm_reference(layer, x, starts)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
+    # the stabiliser is detached; the gradients are still the cell's exact ones
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    params = list(torso.parameters())
+    grads = torch.autograd.grad((out * weights).sum(), params)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+    for name_param, got, want in zip(torso.named_parameters(), grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=name_param[0])
+    out, state, expected, C, n = out.detach(), state.detach(), expected.detach(), C.detach(), n.detach()
     # the flat state holds [C | n] / e^m and m, with m the recurrence's stabiliser
     memory = state[:, : layer.memory_size].reshape(B, 2, 4, 5)  # (B, heads, d_k, d_v + 1)
     m = state[:, layer.memory_size :]
@@ -73,7 +83,7 @@ def test_mlstm_is_the_paper_cell_with_its_stabiliser_in_the_state(chunk):
     with torch.no_grad():
         for t in range(T):
             m_ref = torch.where(starts[t].reshape(-1, 1), 0.0, m_ref)
-            i_pre, f_pre = layer.gates(x[t]).chunk(2, dim=-1)
+            _, _, _, _, i_pre, f_pre = layer.project(x[t])
             m_ref = torch.maximum(F.logsigmoid(f_pre) + m_ref, i_pre)
     torch.testing.assert_close(m, m_ref, rtol=1e-12, atol=1e-12)
 
@@ -83,7 +93,7 @@ def test_mlstm_large_input_gates_stay_finite_in_float32():
     torch.manual_seed(0)
     torso = TORSOS["mlstm"](F_IN, 8, head_dim=4, chunk=4)
     with torch.no_grad():
-        torso.layers[0].gates.bias[:2] = 200.0
+        torso.layers[0].gate_bias[8:10] = 200.0  # ĩ of both heads
     x = inputs().float()
     state = torso.initial_state(B)
     out, final = torso(x, state)
@@ -116,16 +126,17 @@ def test_mlstm_chunked_kernel_pads_without_changing_the_state():
 # ---------------------------------------------------------------- linear attention
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 4, 11, 64])
-def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk):
-    """Katharopoulos et al.: y_t = Σ_s φ(q_t)·φ(k_s) v_s / (Σ_s φ(q_t)·φ(k_s) + ε) over the episode so far."""
+@pytest.mark.parametrize("chunk, feed_forward", [(1, False), (3, True), (4, False), (11, False), (64, True)])
+def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk, feed_forward):
+    """Katharopoulos et al.: y_t = Σ_s φ(q_t)·φ(k_s) v_s / (Σ_s φ(q_t)·φ(k_s) + ε) over the episode so far,
+    then (POPGym's block) the optional feed-forward and the linear shortcut."""
     torch.manual_seed(0)
-    torso = TORSOS["linear_attention"](F_IN, 8, head_dim=4, chunk=chunk).double()
+    torso = TORSOS["linear_attention"](F_IN, 8, head_dim=4, chunk=chunk, feed_forward=feed_forward).double()
     layer = torso.layers[0]
     x, starts = inputs(), some_starts()
     with torch.no_grad():
         out, _ = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
-        q, k, v = layer.qkv(x).reshape(T, B, 3, 2, 4).unbind(2)
+        q, k, v = layer.qkv(x).reshape(T, B, 3, 2, 4).unbind(2)  # [q | k | v], heads of 4
         q, k = F.elu(q) + 1, F.elu(k) + 1
         expected = torch.zeros(T, B, 2, 4, dtype=torch.float64)
         for b in range(B):
@@ -136,7 +147,10 @@ def test_linear_attention_is_kernelised_causal_attention_within_episodes(chunk):
                 sim = (q[t, b].unsqueeze(0) * k[episode_start : t + 1, b]).sum(-1)  # (steps, heads)
                 num = (sim.unsqueeze(-1) * v[episode_start : t + 1, b]).sum(0)
                 expected[t, b] = num / (sim.sum(0).unsqueeze(-1) + 1e-6)
-        expected = layer.feed_forward(expected.reshape(T, B, 8)) + layer.shortcut(x)
+        expected = expected.reshape(T, B, 8)
+        if feed_forward:
+            expected = layer.feed_forward(expected)
+        expected = expected + layer.shortcut(x)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
 
 
@@ -259,7 +273,29 @@ def test_bad_options_name_the_problem(name, kwargs, hidden, message):
         TORSOS[name](F_IN, hidden, **kwargs)
 
 
-@pytest.mark.parametrize("name, state_size", [("mlstm", 1092), ("linear_attention", 1088), ("shm", 1025), ("rtu", 64)])
+@pytest.mark.parametrize("name, state_size", [("mlstm", 1092), ("linear_attention", 1088), ("shm", 257), ("rtu", 64)])
 def test_documented_state_size_at_width_64(name, state_size):
     assert TORSOS[name](8, 64).state_size == state_size
     assert TORSOS[name](8, 64, num_layers=2).state_size == 2 * state_size
+
+
+@pytest.mark.parametrize("name", ["mlstm", "linear_attention"])
+def test_long_float32_sequence_agrees_with_the_steps(name):
+    """The chunked forms sum log gates over whole sequences: over 256 float32 steps they still match
+    the step recurrence to float32 rounding."""
+    torch.manual_seed(0)
+    torso = TORSOS[name](F_IN, 16, head_dim=8)
+    if name == "mlstm":
+        with torch.no_grad():
+            torso.layers[0].proj.weight[64:].normal_(0.0, 0.3)
+            torso.layers[0].gate_bias[18:] = 0.0  # forget gates near 1/2: Σ log f reaches about -180
+    x = inputs(steps=256).float()
+    state = torso.initial_state(B)
+    with torch.no_grad():
+        out, final = torso(x, state)
+        steps, step_state = [], state
+        for t in range(256):
+            step_out, step_state = torso(x[t : t + 1], step_state)
+            steps.append(step_out)
+    torch.testing.assert_close(out, torch.cat(steps), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(final, step_state, rtol=1e-4, atol=1e-4)

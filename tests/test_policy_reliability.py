@@ -37,7 +37,7 @@ class PoisonedEnv(gym.Env):
 
 def torso_model(torso: str, env) -> RecurrentPPO:
     return RecurrentPPO(MlpTorsoPolicy, env, n_steps=8, batch_size=8, n_epochs=1, seed=0,
-                        policy_kwargs=dict(lstm_hidden_size=8, torso=torso))
+                        policy_kwargs=dict(lstm_hidden_size=16, torso=torso))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

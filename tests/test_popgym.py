@@ -90,18 +90,23 @@ def test_every_popgym_env_is_registered_and_kwargs_pass_through():
 
 
 def test_popgym_env_in_a_config_trains(tmp_path):
-    from dream_rl.experiments.config import validate_config
-    from dream_rl.experiments.runner import read_run_info, train_run
+    import json
 
-    config = validate_config({
+    import yaml
+
+    from dream_rl.cli import main
+
+    config = {
         "name": "popgym",
         "env": {"id": "popgym/RepeatPreviousEasy-v0", "n_envs": 2},
         "algo": {"n_steps": 16, "batch_size": 32, "n_epochs": 1},
         "policies": {"dream": {"policy": "MlpDreamPolicy", "policy_kwargs": {"lstm_hidden_size": 8}}},
-        "train": {"total_timesteps": 64, "eval_every": 32, "eval_episodes": 1, "progress_bar": False},
+        "train": {"total_timesteps": 64, "eval_every": 32, "eval_episodes": 1},
         "output_dir": str(tmp_path),
-    })
-    (run,) = config.runs()
-    result = train_run(config, *run, log=lambda line: None)
-    assert result.timesteps >= 64
-    assert read_run_info(result.run_dir)["status"] == "completed"
+    }
+    path = tmp_path / "popgym.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--no-progress"]) == 0
+    (info,) = (tmp_path / "popgym").rglob("run_info.json")
+    assert json.loads(info.read_text())["status"] == "completed"
+    assert (info.parent / "final_model.zip").exists()

@@ -178,3 +178,16 @@ def test_policy_with_memory_across_inner_episodes_beats_any_per_episode_memory()
     model.learn(24576)  # seed 0 passes 5.0 by ~12k steps; 2x margin
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes=200)
     assert mean_return >= 5.0
+
+
+def test_dict_trials_train_with_a_multi_input_torso_policy():
+    """A Dict-observation env in RL² trials trains with MultiInputTorsoPolicy (the flag is one more key)."""
+    space = spaces.Dict({"position": spaces.Box(-1, 1, (2,), np.float32), "goal": spaces.Discrete(3)})
+    env = RL2Trial(_Countdown(space, length=4), episodes_per_trial=3)
+    model = RecurrentPPO(
+        "MultiInputTorsoPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0,
+        policy_kwargs=dict(torso="slstm", lstm_hidden_size=8, torso_kwargs=dict(num_heads=2)),
+    )  # fmt: skip
+    model.learn(32)
+    action, state = model.predict(env.reset(seed=0)[0], episode_start=np.array([True]))
+    assert env.action_space.contains(int(action)) and state[0].shape[-1] * 2 >= 4 * 8

@@ -14,6 +14,7 @@ from dream_rl.experiments.stats import (
     aggregate_scores,
     format_aggregate_markdown,
     iqm,
+    min_max_normalize,
     performance_profile,
     plot_performance_profiles,
     probability_of_improvement,
@@ -174,8 +175,8 @@ def test_markdown_and_csv(tmp_path):
     assert lines[0].startswith("| policy | IQM [95% CI]") and "P(policy > lstm)" in lines[0]
     assert len(lines) == 4 and "(baseline)" in lines[3]
     assert f"**{aggregates[0].iqm:.3f} [" in lines[2]  # dream has the best IQM
-    no_baseline = format_aggregate_markdown(aggregates, baseline=None)
-    assert "P(policy" not in no_baseline
+    no_baseline = format_aggregate_markdown(aggregates, baseline=None, confidence=0.9)
+    assert "P(policy" not in no_baseline and "IQM [90% CI]" in no_baseline
     path = tmp_path / "aggregate.csv"
     write_aggregate_csv(aggregates, path)
     rows = list(csv.DictReader(path.open()))
@@ -184,3 +185,14 @@ def test_markdown_and_csv(tmp_path):
     assert float(rows[0]["prob_improvement_low"]) == pytest.approx(aggregates[0].prob_improvement_ci[0])
     assert rows[1]["prob_improvement"] == ""
     assert isinstance(aggregates[0], PolicyAggregate)
+
+
+def test_min_max_normalize_per_env_over_all_policies():
+    a = np.array([[0.0, 10.0, 5.0], [50.0, 20.0, 5.0]])
+    b = np.array([[100.0, 30.0, 5.0]])
+    out = min_max_normalize({"a": a, "b": b}, envs=[0, 2])
+    np.testing.assert_allclose(out["a"], [[0.0, 10.0, 0.5], [0.5, 20.0, 0.5]])  # env 1 left as is
+    np.testing.assert_allclose(out["b"], [[1.0, 30.0, 0.5]])
+    everything = min_max_normalize({"a": a, "b": b})
+    np.testing.assert_allclose(everything["a"][:, 1], [0.0, 0.5])
+    assert a[0, 0] == 0.0 and a[1, 0] == 50.0  # inputs untouched

@@ -117,6 +117,13 @@ def test_no_search_space_exits_2(tmp_path, capsys):
     assert "no search space" in err and "tune:" in err and "configs/tune_tmaze.yaml" in err
 
 
+def test_bad_command_line_values_exit_2(tmp_path, capsys):
+    for extra, message in ((["--trials", "0"], "--trials must be >= 1"), (["--trials", "1", "--workers", "0"], "--workers"),
+                           (["--trials", "1", "--study-name", "a/b"], "--study-name 'a/b'")):
+        assert main(["tune", str(EXAMPLE), *extra, f"output_dir={tmp_path}"]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_mistyped_path_fails_before_training(tmp_path, capsys):
     code = main(["tune", str(EXAMPLE), "--trials", "1", f"output_dir={tmp_path}",
                  "tune.space.algo.n_epoch.type=int", "tune.space.algo.n_epoch.low=1", "tune.space.algo.n_epoch.high=3"])
@@ -166,23 +173,27 @@ def test_tune_fills_sqlite_study_and_writes_loadable_best_config(tmp_path, capsy
     assert study.trials[3].params != study.trials[0].params
 
 
-def test_pruning_stops_poor_trials(tmp_path):
-    """With the pruner's startup at 1 trial, a trial below the first one's curve stops early."""
-    args = ["tune", str(EXAMPLE), "--trials", "4", f"output_dir={tmp_path}", *TINY,
+def test_pruning_stops_trials_below_the_median(tmp_path):
+    """A finished trial planted in the study scored 1.01 at every step (above any normalized
+    score), so with the pruner's startup at 1 trial every new trial is pruned at its first
+    evaluation after training starts, and its run stops there."""
+    tune_dir = tmp_path / "tune-tmaze"
+    tune_dir.mkdir()
+    storage = f"sqlite:///{tune_dir / 'study.db'}"
+    study = optuna.create_study(study_name="tune-tmaze", storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=1.01, intermediate_values={s: 1.01 for s in (64, 128, 192, 256)}))
+    args = ["tune", str(EXAMPLE), "--trials", "2", f"output_dir={tmp_path}", *TINY,
             "tune.pruner.n_startup_trials=1", "tune.pruner.n_warmup_steps=0", "tune.objective=final"]
     assert main(args) == 0
-    study = optuna.load_study(study_name="tune-tmaze", storage=f"sqlite:///{tmp_path / 'tune-tmaze' / 'study.db'}")
-    states = [t.state for t in study.trials]
-    assert states[0] == optuna.trial.TrialState.COMPLETE
-    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    assert pruned  # the seeded sampler and training make this deterministic (3 of 4 here)
-    first = study.trials[0]
-    for trial in pruned:  # pruned exactly when below the first trial at a shared step
-        step = max(trial.intermediate_values)
-        assert step < 256
-        assert max(trial.intermediate_values.values()) < first.intermediate_values[step]
-        run = tmp_path / "tune-tmaze" / "trials" / "tune-tmaze" / f"trial_{trial.number:04d}" / "dream" / "seed_0"
-        assert json.loads((run / "run_info.json").read_text())["status"] == "pruned"
+    trials = optuna.load_study(study_name="tune-tmaze", storage=storage).trials
+    assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.PRUNED] * 2
+    for trial in trials[1:]:
+        assert list(trial.intermediate_values) == [64]
+        run = tune_dir / "trials" / "tune-tmaze" / f"trial_{trial.number:04d}" / "dream" / "seed_0"
+        info = json.loads((run / "run_info.json").read_text())
+        assert info["status"] == "pruned" and info["timesteps"] < 256
+        with (run / "eval.csv").open() as file:
+            assert [int(r["timesteps"]) for r in csv.DictReader(file)] == [0, 64]
 
 
 @pytest.mark.slow
@@ -203,3 +214,18 @@ def test_python_m_entry_point_has_tune():
     result = subprocess.run([sys.executable, "-m", "dream_rl", "tune", "--help"], capture_output=True, text=True,
                             cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert result.returncode == 0 and "--trials" in result.stdout and "--storage" in result.stdout
+
+
+def test_storage_forms(tmp_path):
+    from dream_rl.experiments.tune import resolve_storage
+
+    text, storage = resolve_storage(None, tmp_path / "exp")
+    assert text == f"sqlite:///{(tmp_path / 'exp' / 'study.db').resolve()}"
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    text, storage = resolve_storage(str(tmp_path / "other.db"), tmp_path)
+    assert text.startswith("sqlite:///") and text.endswith("other.db")
+    for journal in (str(tmp_path / "j" / "study.log"), f"journal:{tmp_path / 'study.txt'}"):
+        text, storage = resolve_storage(journal, tmp_path)
+        assert text.startswith("journal file") and isinstance(storage, optuna.storages.JournalStorage)
+    with pytest.raises(ConfigError, match="--storage nosuchdb://x: cannot open it"):
+        resolve_storage("nosuchdb://x", tmp_path)

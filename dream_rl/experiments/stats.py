@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import csv
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ __all__ = [
     "aggregate_scores",
     "format_aggregate_markdown",
     "iqm",
+    "min_max_normalize",
     "performance_profile",
     "plot_performance_profiles",
     "probability_of_improvement",
@@ -234,6 +235,25 @@ def aggregate_scores(
     return results
 
 
+def min_max_normalize(
+    scores: Mapping[str, np.ndarray], envs: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
+    """Scores with the env columns ``envs`` (default: all) rescaled to [0, 1] by the lowest and
+    highest score of any run of any policy on that env: a stand-in normalization for envs
+    without reference random/optimal returns (it depends on which policies are compared). A
+    column where every run scored the same becomes 0.5."""
+    arrays = _check_scores(scores)
+    n_envs = next(iter(arrays.values())).shape[1]
+    columns = range(n_envs) if envs is None else envs
+    result = {policy: array.copy() for policy, array in arrays.items()}
+    for column in columns:
+        values = np.concatenate([array[:, column] for array in arrays.values()])
+        low, high = values.min(), values.max()
+        for policy, array in arrays.items():
+            result[policy][:, column] = 0.5 if high == low else (array[:, column] - low) / (high - low)
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # Performance profiles
 
@@ -307,12 +327,16 @@ def _with_interval(value: float, interval: tuple[float, float]) -> str:
     return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
-def format_aggregate_markdown(aggregates: list[PolicyAggregate], baseline: str | None) -> str:
+def format_aggregate_markdown(
+    aggregates: list[PolicyAggregate], baseline: str | None, confidence: float = 0.95
+) -> str:
     """A Markdown table: one row per policy, point estimates with their intervals in brackets;
-    the best IQM in bold."""
-    header = ["policy", "IQM [95% CI]", "median [95% CI]", "mean [95% CI]"]
+    the best IQM in bold. ``confidence`` only labels the columns (give the one the aggregates
+    were computed with)."""
+    ci = f"[{confidence:.0%} CI]"
+    header = ["policy", f"IQM {ci}", f"median {ci}", f"mean {ci}"]
     if baseline is not None:
-        header.append(f"P(policy > {baseline}) [95% CI]")
+        header.append(f"P(policy > {baseline}) {ci}")
     best = max((a.iqm for a in aggregates), default=None)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for aggregate in aggregates:

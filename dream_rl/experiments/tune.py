@@ -34,9 +34,9 @@ under each run's score-vs-steps curve divided by the steps spanned (the report's
 rewards learning early.
 
 Pruning: after every periodic evaluation the trial reports the objective so far (the finished
-runs' values and the current run's value up to now, averaged) at step ``run index *
-total_timesteps + steps of the evaluation``; Optuna's median pruner stops a trial whose best
-reported value is below the median of the finished trials at the same step. A pruned run stops
+runs' values and the current run's value up to now, averaged) at step ``budgets of the earlier
+runs + steps of the evaluation``; Optuna's median pruner stops a trial whose best reported value
+is below the median of the finished trials at the same step. A pruned run stops
 at that evaluation (its ``run_info.json`` says ``pruned``).
 
 Storage: an SQLite file ``<output_dir>/<name>/study.db`` by default; any Optuna RDB URL
@@ -56,6 +56,7 @@ import csv
 import json
 import math
 import multiprocessing
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -72,6 +73,7 @@ if TYPE_CHECKING:  # optuna is an optional extra, imported when tuning starts
 
 __all__ = [
     "SearchParam",
+    "add_tune_command",
     "TuneSettings",
     "TuneResult",
     "parse_tune_section",
@@ -80,6 +82,7 @@ __all__ = [
     "substitute",
 ]
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SPEC_FIELDS = ("type", "low", "high", "log", "step", "choices")
 OBJECTIVES = ("final", "auc")
 TRIALS_COLUMNS = ("number", "state", "value", "duration_s", "params")
@@ -291,8 +294,12 @@ def substitute(raw: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _narrow_to_policy(raw: dict[str, Any], policy: str) -> dict[str, Any]:
+    """The raw config with only ``policy`` under policies (and no report baseline naming another)."""
     narrowed = dict(raw)
     narrowed["policies"] = {policy: raw["policies"][policy]}
+    report = raw.get("report")
+    if isinstance(report, dict) and report.get("baseline") not in (None, policy):
+        narrowed["report"] = {key: value for key, value in report.items() if key != "baseline"}
     return narrowed
 
 
@@ -383,6 +390,7 @@ def _make_reporter(
         def __init__(self) -> None:
             super().__init__()
             self.seen_size = -1
+            self.last_step = -1
             self.pruned = False
 
         def _check(self) -> bool:
@@ -393,8 +401,12 @@ def _make_reporter(
             steps, scores = _read_eval(eval_path)
             if not scores or steps[-1] == 0:  # the untrained policy's score says nothing of the values
                 return True
+            step = step_offset + min(int(steps[-1]), total_timesteps)  # the same in every trial
+            if step == self.last_step:  # the end-of-training evaluation after one at the budget
+                return True
+            self.last_step = step
             value = float(sum(earlier) + run_value(steps, scores, objective)) / (len(earlier) + 1)
-            trial.report(value, step_offset + min(int(steps[-1]), total_timesteps))
+            trial.report(value, step)
             if pruning and trial.should_prune():
                 self.pruned = True
                 return False
@@ -425,22 +437,20 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from dream_rl.experiments.runner import train_run
-
         values = {param.key: param.suggest(trial) for param in self.settings.space}
         config = validate_config(self.trial_raw(trial.number, values))
         shutil.rmtree(config.experiment_dir, ignore_errors=True)  # left by an earlier study of that name
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v!r}" for k, v in values.items())
         self.log(f"[trial {trial.number}] {shown}")
 
-        train = config.train
         earlier: list[float] = []
+        steps_before = 0  # the runs' budgets so far: a run's steps count on from there
         for index, run in enumerate(config.runs()):
-            run_dir = config.run_dir(*run)
+            run_dir, budget, train_one = _run_handle(config, run)
             reporter = _make_reporter(trial, run_dir / "eval.csv", self.settings.objective, earlier,
-                                      index * train.total_timesteps, train.total_timesteps,
-                                      pruning=self.settings.pruner is not None)
-            train_run(config, *run, progress_bar=False, extra_callbacks=[reporter],
+                                      steps_before, budget, pruning=self.settings.pruner is not None)
+            steps_before += budget
+            train_one(progress_bar=False, extra_callbacks=[reporter],
                       log=lambda line: self.log(f"[trial {trial.number}] {line}"))
             if reporter.pruned:
                 _mark_pruned(run_dir)
@@ -450,6 +460,19 @@ class _Objective:
         value = float(sum(earlier) / len(earlier))
         self.log(f"[trial {trial.number}] {self.settings.objective} = {value:.4f}")
         return value
+
+
+def _run_handle(config: Any, run: Any) -> tuple[Path, int, Callable[..., Any]]:
+    """(folder, budget in env steps, a function training it) of one of ``config.runs()``.
+
+    Two runner interfaces are served: ``Run`` objects trained by ``train_run(run, ...)`` (the
+    env x policy x seed experiments, each run with its env's budget) and ``(label, seed)`` pairs
+    trained by ``train_run(config, label, seed, ...)``."""
+    from dream_rl.experiments.runner import train_run
+
+    if hasattr(run, "run_dir"):
+        return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
+    return config.run_dir(*run), int(config.train.total_timesteps), lambda **kwargs: train_run(config, *run, **kwargs)
 
 
 def _mark_pruned(run_dir: Path) -> None:
@@ -576,6 +599,8 @@ def run_tuning(
         raise ConfigError(f"--trials must be >= 1, got {n_trials}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if study_name is not None and not _SAFE_NAME.match(study_name):
+        raise ConfigError(f"--study-name {study_name!r}: names a folder of trials: use letters, digits, '_', '-', '.'")
     overrides = tuple(overrides)
     base, settings, tune_dir, name = load_tune_config(config_path, overrides)
     tune_dir.mkdir(parents=True, exist_ok=True)
@@ -658,3 +683,53 @@ def _write_results(study, base, settings: TuneSettings, config_path, tune_dir: P
         n_pruned=counts[TrialState.PRUNED],
         n_failed=counts[TrialState.FAIL],
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_tune_command(commands: Any, add_config_arguments: Callable[[Any], None]) -> None:
+    """Add ``dream-rl tune`` to the CLI's subparsers (``add_config_arguments`` adds CONFIG and
+    the KEY.PATH=VALUE overrides, as for the other commands)."""
+    tune = commands.add_parser(
+        "tune",
+        help="search hyper-parameters of a config with Optuna",
+        description=(
+            "Search the algo and policy_kwargs values declared under `tune: space:` in CONFIG with Optuna "
+            "(TPE sampler, median pruning on the periodic evaluations). Each trial trains every env and seed "
+            "of the config; its value is the mean normalized evaluation score (tune.objective: final, the last "
+            "evaluation, or auc, the area under the learning curve). Writes best_config.yaml, ready for "
+            "`dream-rl compare`, and trials.csv in <output_dir>/<name>/. See configs/tune_tmaze.yaml."
+        ),
+    )
+    add_config_arguments(tune)
+    tune.add_argument("--trials", type=int, required=True, metavar="N",
+                      help="number of trials to run (more are added to an existing study)")
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage shared by workers and machines: an RDB URL (sqlite:///study.db, postgresql://...), "
+        "or a journal file (PATH.log or journal:PATH). Default: <output_dir>/<name>/study.db (SQLite)",
+    )
+    tune.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="processes running trials at once on this machine (default: 1)")
+    tune.add_argument("--study-name", default=None, metavar="S", help="study name in the storage (default: the config's name)")
+    tune.set_defaults(handler=cmd_tune)
+
+
+def cmd_tune(args: Any) -> int:
+    """``dream-rl tune``: bad input raises ConfigError (exit 2 in the CLI's main)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError as error:  # an optional extra
+        raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
+    try:
+        run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
+                   study_name=args.study_name, workers=args.workers)
+    except KeyboardInterrupt:  # the running trial is lost; finished ones stay in the study
+        print("\ndream-rl tune: interrupted; the study keeps its finished trials: run the same command to add more",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -8,14 +8,15 @@ over a matrix state per head (``d = head_dim``)::
     S_t = S_{t-1} + φ(k_t) v_tᵀ                    S ∈ R^{d×d}
     z_t = z_{t-1} + φ(k_t)                         z ∈ R^d
     a_t = S_tᵀ φ(q_t) / (z_tᵀ φ(q_t) + ε)          per head, concatenated to width H
-    y_t = FF(a_t) + W_s x_t                        POPGym: FF = Linear-ReLU-Linear, a linear shortcut
+    y_t = FF(a_t) + W_s x_t                        POPGym: FF = Linear-ReLU-Linear (optional here), a linear shortcut
 
 ``z`` is kept as one more column of ``S`` (the values get a constant 1 appended), so numerator and
 denominator come from one product. A training sequence runs chunk by chunk: inside a chunk of
 ``chunk`` steps the outputs are causal, unnormalised attention ``Σ_s [same episode] (φ(q_t)·φ(k_s)) v_s``
 plus the entering state's ``S_eᵀ φ(q_t)``, and only chunk-end states are materialised (never the
-``T·d²`` states of every step), chained across chunks by one masked sum (no loop); an episode start cuts every path that crosses it (by selection, so a
-NaN in a finished episode's state does not leak). A rollout step applies the recurrence itself.
+``T·d²`` states of every step), chained across chunks by one masked sum (no loop). An episode start
+cuts every path that crosses it; a state from before a start is dropped by selection, so a NaN in a
+finished episode's state does not leak. A rollout step applies the recurrence itself.
 The decay is 1, so the scan family's ``h = a h + b`` is here ``a = 1`` with resets, and the chunked
 form is exact (no decay products at all).
 
@@ -24,9 +25,12 @@ per sample at width 64; Memorax's linear attention uses heads of 16), and no Lay
 input (SB3 hands the torso raw observation features, and a LayerNorm over a few features erases
 information: over one feature it outputs a constant). ``ε = 1e-6`` (the paper's). Initialisation:
 ``nn.Linear``'s default (neither source prescribes another); projections ``W_q, W_k, W_v`` have no bias.
+The feed-forward is off by default: SB3's policy puts its own MLP (``net_arch``) right after the
+torso, and at width 128 the two ``H×H`` layers cost about half a fused LSTM's forward+backward;
+``feed_forward=True`` gives POPGym's block exactly.
 
-Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it), ``chunk = 32`` (measured with
-``scripts/bench_zoo.py``), ``feed_forward = True``, ``residual = True``.
+Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it), ``chunk = 16`` (measured against 8, 32
+and 64 at the benchmark sizes), ``feed_forward = False``, ``residual = True``.
 
 State size: ``L·heads·d·(d + 1)`` = ``L·H·(d + 1)``; 1088 at width 64 (4 heads of 16).
 """
@@ -142,8 +146,8 @@ class LinearAttentionLayer(ScanLayer):
     ``[S | z]`` (B, heads, d, d + 1), flat."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, head_dim: int | None = None, chunk: int = 32,
-        feed_forward: bool = True, residual: bool = True,
+        self, input_size: int, hidden_size: int, head_dim: int | None = None, chunk: int = 16,
+        feed_forward: bool = False, residual: bool = True,
     ) -> None:
         super().__init__()
         head_dim = int(head_dim or min(16, hidden_size))
@@ -164,8 +168,9 @@ class LinearAttentionLayer(ScanLayer):
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         heads, d = self.heads, self.head_dim
-        q, k, v = self.qkv(x).reshape(steps, batch, 3, heads, d).unbind(2)
-        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
+        qk, v = self.qkv(x).split([2 * self.hidden_size, self.hidden_size], dim=-1)
+        q, k = (F.elu(qk) + 1.0).reshape(steps, batch, 2, heads, d).unbind(2)  # φ on one tensor
+        v = v.reshape(steps, batch, heads, d)
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates z
         s0 = h0.reshape(batch, heads, d, d + 1)
         if starts is not None:

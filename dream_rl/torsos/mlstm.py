@@ -28,9 +28,12 @@ reset ``m = 0``). Only chunk-end states are materialised, each with its own loca
 exponents are ``<= 0``. The chunk-end states are chained in closed form too (the same masked,
 log-weighted sum at chunk scale; no loop over chunks). Log weights are differences of cumulative
 log forget gates, which are ``<= 0`` sums: their rounding grows with ``|Σ log f|`` but never
-overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start cuts every path that crosses it, by selection. A rollout
-step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
-its gradient defined; ``m < -80`` needs ``ĩ < -80``).
+overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start
+cuts every path that crosses it (an additive ``-inf`` in the log weights; a state from before the
+start is dropped by selection, so a NaN in it does not leak). A rollout step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
+its gradient defined; ``m < -80`` needs ``ĩ < -80``). The stabiliser carries no gradient (it is
+detached, as in xLSTM's kernels): outputs do not depend on it, and a state ``(C, n, m)`` stands for
+``e^m (C, n)``, so the gradients through ``m`` cancel exactly; dropping them saves backward work.
 
 Changes from the xLSTM block, and why: no up-projection and no causal convolution (each would
 multiply or extend the state RecurrentPPO stores per env), no learnable skip or down-projection;
@@ -39,10 +42,10 @@ layer input, as in the paper's cell equations.
 
 Initialisation (xLSTM's code): gate weights zero, ``b_i ~ N(0, 0.1)``, ``b_f`` evenly spaced over
 ``[3, 6]`` across heads (forget gates near 1: long memory at the start), ``b_o = 0``; q, k, v and the
-output gate with ``nn.Linear``'s default; norm weight 1.
+output gate with ``nn.Linear``'s default (all six share one projection matrix); norm weight 1.
 
 Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it; 4 heads at width 64), ``chunk = 16``
-(measured with ``scripts/bench_zoo.py``).
+(measured against 8 and 32 at the benchmark sizes).
 
 State size: ``L·(heads·d·(d + 1) + heads)`` = ``L·(H·(d + 1) + H/d)``; 1092 at width 64.
 """
@@ -97,7 +100,7 @@ def _chain_chunks(
     )
     carried = total + m0.unsqueeze(-1)  # the state before step 0, at the end of chunk j
     m_end = log_w.amax(-1)
-    m_end = torch.where(from_start, torch.maximum(carried, m_end), m_end)
+    m_end = torch.where(from_start, torch.maximum(carried, m_end), m_end).detach()
     ends = torch.exp(log_w - m_end.unsqueeze(-1)) @ local_states.reshape(batch, heads, chunks, d * e)
     zero = torch.zeros((), dtype=c0.dtype, device=c0.device)
     ends = ends.reshape(local_states.shape) + _exp_masked(carried - m_end, from_start)[..., None, None] * torch.where(
@@ -158,7 +161,7 @@ def mlstm_chunked(
         is_start = starts.transpose(0, 1).reshape(batch, 1, chunks, length)
         reset_term = torch.where(is_start, (log_f - log_i).clamp_min(0.0), torch.zeros((), dtype=q.dtype, device=q.device))
         decay_m = decay + reset_term.unsqueeze(-2)
-    local_max = decay_m.amax(-1)  # (B, heads, chunks, L): max over steps s of the chunk
+    local_max = decay_m.amax(-1).detach()  # (B, heads, chunks, L): max over steps s of the chunk
 
     # each chunk's write into its end state, in its own stabiliser local_max[..., -1]
     end_weights = torch.exp(decay[..., -1, :] - local_max[..., -1:])  # (B, heads, chunks, L)
@@ -169,7 +172,7 @@ def mlstm_chunked(
     entering_m_t = entering_m.unsqueeze(-1)  # (B, heads, chunks, 1)
 
     carried = cum + entering_m_t  # the entering state's log weight at step t
-    m = torch.where(clean, torch.maximum(carried, local_max), local_max)  # (B, heads, chunks, L)
+    m = torch.where(clean, torch.maximum(carried, local_max), local_max).detach()  # (B, heads, chunks, L)
     weights = torch.exp(decay - m.unsqueeze(-1))  # masked entries: exp(-inf) = 0
     out = ((q @ k.transpose(-1, -2)) * weights) @ v
     from_entering = q @ entering_states
@@ -197,24 +200,30 @@ class MlstmLayer(ScanLayer):
         self.heads, self.head_dim, self.hidden_size, self.chunk = heads, head_dim, hidden_size, chunk
         self.memory_size = hidden_size * (head_dim + 1)
         self.state_size = self.memory_size + heads
-        self.qkv = nn.Linear(input_size, 3 * hidden_size, bias=False)
-        self.out_gate = nn.Linear(input_size, hidden_size)
+        # one projection for q, k, v, the output gate and the two exponential/forget gates (one matmul
+        # instead of three); bias only on the gates (q, k, v carry none in the paper)
+        self.proj = nn.Linear(input_size, 4 * hidden_size + 2 * heads, bias=False)
+        self.gate_bias = nn.Parameter(torch.zeros(hidden_size + 2 * heads))  # [o, ĩ, f̃]
         with torch.no_grad():
-            self.out_gate.bias.zero_()
-        self.gates = nn.Linear(input_size, 2 * heads)
-        with torch.no_grad():
-            self.gates.weight.zero_()
-            self.gates.bias[:heads].normal_(0.0, 0.1)
-            self.gates.bias[heads:] = torch.linspace(3.0, 6.0, heads) if heads > 1 else torch.tensor([3.0])
+            self.proj.weight[4 * hidden_size :].zero_()  # ĩ and f̃ start input-independent
+            self.gate_bias[hidden_size : hidden_size + heads].normal_(0.0, 0.1)
+            self.gate_bias[hidden_size + heads :] = torch.linspace(3.0, 6.0, heads) if heads > 1 else torch.tensor([3.0])
         self.norm_weight = nn.Parameter(torch.ones(hidden_size))
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(..., input_size) → q, k / sqrt(d), [v, 1] (..., heads, d or d + 1), the output gate's
+        pre-activation (..., H), ĩ and f̃ (..., heads)."""
+        lead, heads, d, width = x.shape[:-1], self.heads, self.head_dim, self.hidden_size
+        qkv, gates = self.proj(x).split([3 * width, width + 2 * heads], dim=-1)
+        q, k, v = qkv.reshape(*lead, 3, heads, d).unbind(-3)
+        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates n
+        o_pre, i_pre, f_pre = (gates + self.gate_bias).split([width, heads, heads], dim=-1)
+        return q, k / d**0.5, v, o_pre, i_pre, f_pre
 
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         heads, d = self.heads, self.head_dim
-        q, k, v = self.qkv(x).reshape(steps, batch, 3, heads, d).unbind(2)
-        k = k / d**0.5
-        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates n
-        log_i, f_pre = self.gates(x).chunk(2, dim=-1)  # (T, B, heads) each
+        q, k, v, o_pre, log_i, f_pre = self.project(x)
         log_f = F.logsigmoid(f_pre)
         c0 = h0[:, : self.memory_size].reshape(batch, heads, d, d + 1)
         m0 = h0[:, self.memory_size :]
@@ -225,7 +234,7 @@ class MlstmLayer(ScanLayer):
             if not bool(starts[1:].any()):  # the zeroed state is the whole reset: the kernel needs no masks
                 starts = None
         if steps == 1:  # a rollout step: the recurrence itself
-            m_state = torch.maximum(log_f[0] + m0, log_i[0])
+            m_state = torch.maximum(log_f[0] + m0, log_i[0]).detach()
             state = (
                 torch.exp(log_f[0] + m0 - m_state)[..., None, None] * c0
                 + torch.exp(log_i[0] - m_state)[..., None, None] * (k[0].unsqueeze(-1) * v[0].unsqueeze(-2))
@@ -237,7 +246,7 @@ class MlstmLayer(ScanLayer):
         floor = torch.exp((-m).clamp_max(MAX_NEG_STABILISER)).unsqueeze(-1)
         h = out[..., :d] / torch.maximum(out[..., d:].abs(), floor)  # (T, B, heads, d)
         h = F.layer_norm(h, (d,)).reshape(steps, batch, self.hidden_size) * self.norm_weight  # per-head norm
-        y = torch.sigmoid(self.out_gate(x)) * h
+        y = torch.sigmoid(o_pre) * h
         return y, torch.cat([state.reshape(batch, self.memory_size), m_state], dim=1)
 
 

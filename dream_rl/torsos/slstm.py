@@ -74,26 +74,31 @@ class SlstmLayer(nn.Module):
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         steps, batch = x.shape[:2]
         heads, d = self.num_heads, self.head_size
-        projected = self.input_proj(x).view(steps, batch, heads, GATES * d)  # all steps in one matmul
-        h, c, n, m = (s.reshape(batch, heads, d) for s in state.chunk(4, dim=1))
+        # All steps' input projections in one matmul, laid out head-major (T, heads, B, 4d) so that a
+        # step's gates are one baddbmm with the block-diagonal recurrent weights.
+        projected = self.input_proj(x).view(steps, batch, heads, GATES * d).transpose(1, 2).contiguous()
+        h, c, n, m = (s.reshape(batch, heads, d).transpose(0, 1) for s in state.chunk(4, dim=1))  # (heads, B, d)
         outputs = []
         for t in range(steps):
-            recurrent = torch.bmm(h.transpose(0, 1), self.recurrent).transpose(0, 1)  # (B, heads, 4d)
-            z, i_raw, f_raw, o = (projected[t] + recurrent).view(batch, heads, GATES, d).unbind(2)
+            z, i_raw, f_raw, o = torch.baddbmm(projected[t], h, self.recurrent).view(heads, batch, GATES, d).unbind(2)
             log_f = f_raw if self.exp_forget else F.logsigmoid(f_raw)
-            fresh = n == 0
-            m_new = torch.where(fresh, i_raw, torch.maximum(log_f + m, i_raw))
+            if t == 0:
+                # Only the first step of a call can meet a fresh state (n = 0): resets cut sequences
+                # there, and after any step n >= 1. The clamp is a no-op where n > 0; on a fresh
+                # state (c = n = 0) it keeps exp finite so that 0 * f' stays 0, forward and backward.
+                m_new = torch.where(n == 0, i_raw, torch.maximum(log_f + m, i_raw))
+                f_gate = torch.exp(torch.clamp(log_f + m - m_new, max=0.0))
+            else:
+                m_new = torch.maximum(log_f + m, i_raw)
+                f_gate = torch.exp(log_f + m - m_new)
             i_gate = torch.exp(i_raw - m_new)
-            # <= 0 wherever n > 0; the clamp only matters on a fresh state (c = n = 0), where it keeps
-            # exp finite so that 0 * f' stays 0 in the forward and backward passes.
-            f_gate = torch.exp(torch.clamp(log_f + m - m_new, max=0.0))
             c = f_gate * c + i_gate * torch.tanh(z)
             n = f_gate * n + i_gate
             m = m_new
             h = torch.sigmoid(o) * (c / n)
             outputs.append(h)
-        out = torch.stack(outputs).reshape(steps, batch, self.hidden_size)
-        return out, torch.cat([s.reshape(batch, -1) for s in (h, c, n, m)], dim=1)
+        out = torch.stack(outputs).permute(0, 2, 1, 3).reshape(steps, batch, self.hidden_size)
+        return out, torch.cat([s.transpose(0, 1).reshape(batch, -1) for s in (h, c, n, m)], dim=1)
 
 
 class SlstmTorso(RecurrentTorso):
