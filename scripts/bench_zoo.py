@@ -12,7 +12,7 @@ the same torso with ``linear_scan_sequential`` (the step loop under autograd) sw
 T = 1, 4, 16, 64, 128, 256, to show from which T the scan wins.
 
     python scripts/bench_zoo.py                       # every torso, about two minutes
-    python scripts/bench_zoo.py --torsos lru,ffm --quick
+    python scripts/bench_zoo.py --torsos lru,ffm --sizes 8x8x64 --scan-torso none --quick
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15)")
     parser.add_argument("--seq-len", type=int, default=128, help="training sequence length T (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--sizes", default=None, help="B,I,H triples as 8x8x64,32x8x128 (default: the three sizes)")
     parser.add_argument("--scan-torso", default="lru", help="the scan torso of part 2 (default lru); 'none' skips")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
@@ -145,13 +146,19 @@ def main() -> None:
     unknown = [n for n in names if n not in TORSOS]
     if unknown:
         parser.error(f"unknown torsos {unknown}; registered: {', '.join(TORSOS)}")
+    try:
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")] if args.sizes else SIZES
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(size) != 3 or min(size) < 1 for size in sizes):
+        parser.error(f"--sizes takes B x I x H triples of positive integers, e.g. 8x8x64,32x8x128; got {args.sizes!r}")
     T = args.seq_len
     info = describe_machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     print(f"float32, {args.threads} thread(s), median of {rounds} interleaved rounds; "
           f"fwd+bwd over T={T} in ms, rollout step (T=1, no_grad) in µs; ratios are torso / fused nn.LSTM", flush=True)
     results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "sizes": [], "scan": None}
-    for B, I, H in SIZES:
+    for B, I, H in sizes:
         train = {"lstm": lstm_train(B, I, H, T), **{n: torso_train(n, B, I, H, T) for n in names}}
         ms = {k: 1e3 * v for k, v in interleaved(train, rounds).items()}
         step = {"lstm": lstm_rollout(B, I, H), **{n: torso_rollout(n, B, I, H) for n in names}}
@@ -169,7 +176,7 @@ def main() -> None:
         name = args.scan_torso
         if name not in TORSOS or not issubclass(TORSOS[name], ScanTorso):
             parser.error(f"--scan-torso {name!r} is not a registered scan torso")
-        B, I, H = SIZES[0]
+        B, I, H = sizes[0]
         print(f"\nscan vs step loop: {name} fwd+bwd at (B, I, H) = ({B}, {I}, {H}), ms "
               f"(chunked scan of {scan_module.__name__} vs linear_scan_sequential)")
         header = f"{'T':>5} | {'scan':>8} | {'loop':>8} | {'loop/scan':>9}"

@@ -212,3 +212,12 @@ def test_ffm_init_and_recurrence():
 def test_unknown_option_names_the_options(name):
     with pytest.raises(DREAMError, match="unknown options \\['hiden'\\]; its options are"):
         TORSOS[name](F_IN, H, hiden=3)
+
+
+@pytest.mark.parametrize(("width", "head_dim"), [(64, 16), (8, 8), (24, 8), (7, 1)])
+def test_mamba_default_head_dim_divides_any_width(width, head_dim):
+    """A drop-in memory works at any lstm_hidden_size (sb3-contrib's own tests use 8)."""
+    layer = TORSOS["mamba"](3, width).layers[0]
+    assert layer.head_dim == head_dim and layer.heads * head_dim == width
+    with pytest.raises(DREAMError, match="divisible by head_dim"):
+        TORSOS["mamba"](3, width, head_dim=5 if width % 5 else 3)

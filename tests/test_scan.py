@@ -87,3 +87,22 @@ def test_one_decay_for_every_step(steps, complex_valued):
         results.append((h, *torch.autograd.grad(loss, (a, b, h0))))
     for got, expected in zip(*results):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_scan_torsos_take_dropout_between_layers_like_nn_lstm():
+    from dream_rl import TORSOS, DREAMError
+
+    torch.manual_seed(0)
+    torso = TORSOS["lru"](3, 6, 2, dropout=0.5).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    state = torso.initial_state(2, dtype=torch.float64)
+    torso.eval()
+    first, _ = torso(x, state)
+    torch.testing.assert_close(torso(x, state)[0], first)  # no dropout in eval mode
+    torso.train()
+    assert not torch.equal(torso(x, state)[0], first)
+    one_layer = TORSOS["lru"](3, 6, 1, dropout=0.5).double().train()  # nothing between layers to drop
+    torch.testing.assert_close(one_layer(x, state[:, : one_layer.state_size])[0],
+                               one_layer(x, state[:, : one_layer.state_size])[0])
+    with pytest.raises(DREAMError, match="dropout must be in"):
+        TORSOS["mingru"](3, 6, 2, dropout=1.5)

@@ -28,7 +28,8 @@ The RecurrentPPO policies apply RL defaults on top (``dream_rl.sb3.policies.TORS
 ``dt_min = 0.1, dt_max = 1, a_init_range = (0.05, 1)``, one env step as about one unit of time; with
 the paper's values a step writes about 1% of its input and the T-maze test stayed at chance.
 
-Defaults: ``d_state = 16``, ``head_dim = 16``, ``expand = 1`` (inner width = H: Memorax's
+Defaults: ``d_state = 16``, ``head_dim = 16`` (``gcd(inner width, 16)`` at widths that are not multiples
+of 16), ``expand = 1`` (inner width = H: Memorax's
 ``Mamba2Config(features=64, num_heads=4, head_dim=16)``), ``chunk = 32``, ``dt_min = 0.001``,
 ``dt_max = 0.1``, ``a_init_range = (1, 16)`` (Mamba-2's).
 
@@ -117,11 +118,13 @@ class MambaLayer(ScanLayer):
     """One Mamba-2-style layer: (T, B, input_size) → (T, B, hidden_size); state S (B, heads, P, N), flat."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, d_state: int = 16, head_dim: int = 16, expand: int = 1,
+        self, input_size: int, hidden_size: int, d_state: int = 16, head_dim: int | None = None, expand: int = 1,
         chunk: int = 32, dt_min: float = 0.001, dt_max: float = 0.1, a_init_range: tuple[float, float] = (1.0, 16.0),
     ) -> None:
         super().__init__()
         inner = int(expand) * hidden_size
+        if head_dim is None:  # 16 where it divides the inner width, else the largest power of two that does
+            head_dim = math.gcd(inner, 16)
         a_low, a_high = (float(v) for v in a_init_range)
         if (d_state < 1 or head_dim < 1 or expand < 1 or chunk < 1 or inner % head_dim or not 0 < dt_min <= dt_max
                 or not 0 < a_low <= a_high):

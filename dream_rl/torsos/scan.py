@@ -170,20 +170,27 @@ class ScanTorso(RecurrentTorso):
     """``num_layers`` :class:`ScanLayer` s of width ``hidden_size``, each feeding the next.
 
     Resets are folded into every layer's scan, so a training sequence is one call per layer even
-    when episodes start inside it. The flat state concatenates the layers' states.
-    Subclasses implement :meth:`make_layer`.
+    when episodes start inside it. The flat state concatenates the layers' states. ``dropout``
+    applies to the outputs of every layer but the last, as in ``nn.LSTM`` (RecurrentPPO passes it
+    through ``lstm_kwargs``). Subclasses implement :meth:`make_layer`.
     """
 
     # The model options make_layer accepts; when set, any other keyword is a DREAMError naming them.
     layer_options: tuple[str, ...] | None = None
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **layer_kwargs: Any) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, **layer_kwargs: Any
+    ) -> None:
         super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise DREAMError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         if self.layer_options is not None:
             unknown = sorted(set(layer_kwargs) - set(self.layer_options))
             if unknown:
                 raise DREAMError(
-                    f"{type(self).__name__} got unknown options {unknown}; its options are {list(self.layer_options)}"
+                    f"{type(self).__name__} got unknown options {unknown}; its options are "
+                    f"{[*self.layer_options, 'dropout']}"
                 )
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
@@ -203,7 +210,9 @@ class ScanTorso(RecurrentTorso):
 
     def _run_layers(self, x: Tensor, state: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         last_states = []
-        for layer, h0 in zip(self.layers, torch.split(state, self.layer_sizes, dim=1)):
+        for index, (layer, h0) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
+            if index and self.dropout:
+                x = nn.functional.dropout(x, self.dropout, self.training)
             x, h_last = layer(x, h0, starts)
             last_states.append(h_last)
         return x, torch.cat(last_states, dim=1)
