@@ -17,6 +17,19 @@ and is the reference every faster path is checked against. Choices made where th
 
 The cell has no mode-dependent behaviour: train and eval mode compute the same function.
 
+Input checks: :meth:`DREAMCell.forward`, :meth:`DREAMCell.forward_sequence` (and ``DREAM.forward``,
+``DREAM.forward_with_mask``, ``DREAMStack``) raise :class:`DREAMError` before any kernel runs when
+
+- a state field has the wrong shape, dtype or device for the cell (the message names the field and
+  the shape it needs): the C++ kernel reads raw buffers, so such a state must never reach it;
+- the input's dtype or device differs from the parameters' (both are named);
+- the input holds NaN or inf (the first bad batch index is named): one NaN would otherwise turn that
+  sample's ``h``, ``U`` and error statistics to NaN for good. This costs one ``isfinite().all()``
+  reduction per call (not per step); it is skipped under ``torch.compile`` and ``torch.func``.
+
+:meth:`DREAMCell.run_time_major`, the per-step entry of the RL torsos, makes the structural checks
+only. A NaN already inside a state is not looked for (it can only come from outside the cell).
+
 Stability of the fast weights: the prediction reads ``U``, so the error is ``e ≈ x - V Uᵀh`` and
 the Hebbian write (step 6) contains ``-dt·η·S·h hᵀ U``. When ``dt·η·S·‖h‖² > 2`` that term
 overshoots and grows, and homeostasis with ``κ < 1`` only removes part of the excess, so ``U`` can
@@ -102,6 +115,27 @@ class DREAMCell(nn.Module):
             nn.init.orthogonal_(self.sensory_filter)
 
     @property
+    def config(self) -> DREAMConfig:
+        """The cell's configuration (immutable). It may be replaced by one with the same
+        ``input_dim``, ``hidden_dim`` and ``rank`` (``dataclasses.replace(cell.config, kappa=1.0)``):
+        the kernels read it on every call; the dimensions are fixed by the weights."""
+        return self.__dict__["_config"]
+
+    @config.setter
+    def config(self, config: DREAMConfig) -> None:
+        if not isinstance(config, DREAMConfig):
+            raise DREAMError(f"DREAMCell expects a DREAMConfig, got {type(config).__name__}")
+        old = self.__dict__.get("_config")
+        if old is not None:
+            for name in ("input_dim", "hidden_dim", "rank"):
+                if getattr(config, name) != getattr(old, name):
+                    raise DREAMError(
+                        f"a cell's {name} is fixed by its weights ({getattr(old, name)}); got a config with "
+                        f"{name}={getattr(config, name)}: build a new DREAMCell instead"
+                    )
+        self.__dict__["_config"] = config
+
+    @property
     def input_dim(self) -> int:
         return self.config.input_dim
 
@@ -125,7 +159,10 @@ class DREAMCell(nn.Module):
 
     # ------------------------------------------------------------------ one step
     def forward(self, x: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
-        """One time step. ``x``: (B, I) → output (B, H) and the new state."""
+        """One time step. ``x``: (B, I) → output (B, H) and the new state.
+
+        Raises :class:`DREAMError` for a state that does not fit the cell (field, shape, dtype,
+        device) and for non-finite input (see the module docstring)."""
         self._check_input(x, state, "x", 2)
         h_new, new_state, _ = self.step(x, state)
         return h_new, new_state
@@ -212,7 +249,7 @@ class DREAMCell(nn.Module):
         """Run a sequence. ``x_seq``: (B, T, I) → outputs (B, T, H) (or (B, H), the last, when
         ``return_all`` is False) and the final state."""
         self._check_input(x_seq, state, "x_seq", 3)
-        outputs, state = self.run_time_major(x_seq.transpose(0, 1), state)  # (T, B, H)
+        outputs, state = self._run_time_major(x_seq.transpose(0, 1), state)  # (T, B, H)
         return (outputs.transpose(0, 1) if return_all else outputs[-1]), state
 
     #: Sequence implementation used by :meth:`run_time_major`: ``None`` follows the process-wide
@@ -221,10 +258,17 @@ class DREAMCell(nn.Module):
     sequence_backend: str | None = None
 
     def run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
-        """Unchecked sequence kernel: ``x_tbi`` (T, B, I) → outputs (T, B, H), final state.
+        """Sequence kernel: ``x_tbi`` (T, B, I) → outputs (T, B, H), final state.
 
         Runs the fast whole-sequence path of :mod:`dream_rl.fast_sequence` (same values and
-        gradients as :meth:`reference_run_time_major`, tested to float64 precision)."""
+        gradients as :meth:`reference_run_time_major`, tested to float64 precision). Shapes, dtypes
+        and devices of ``x_tbi`` and the state are checked (a few microseconds); the values are not
+        (no finiteness reduction: this is the per-step entry of the RL torsos, whose policy checks
+        its observations)."""
+        self._check_structure(x_tbi, state, "x_tbi", 3, batch_axis=1)
+        return self._run_time_major(x_tbi, state)
+
+    def _run_time_major(self, x_tbi: Tensor, state: DREAMState) -> tuple[Tensor, DREAMState]:
         from dream_rl.fast_sequence import run_sequence
 
         return run_sequence(self, x_tbi, state, self.sequence_backend)
@@ -253,21 +297,68 @@ class DREAMCell(nn.Module):
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, x: Tensor, state: DREAMState, name: str, ndim: int) -> None:
-        layout = "(batch, input_dim)" if ndim == 2 else "(batch, time, input_dim)"
-        if not isinstance(x, Tensor) or x.dim() != ndim or x.shape[-1] != self.config.input_dim:
+        """Everything a public entry point checks: :meth:`_check_structure`, then that ``x`` is finite."""
+        self._check_structure(x, state, name, ndim, batch_axis=0)
+        check_finite(x, name, batch_axis=0)
+
+    def _check_structure(self, x: Tensor, state: DREAMState, name: str, ndim: int, batch_axis: int) -> None:
+        """Shapes, dtypes and devices of ``x`` and of every state field against the cell; no reduction
+        over values, so it costs a few microseconds whatever the sizes.
+
+        Every backend runs behind this check: the C++ kernel reads raw buffers with the sizes of
+        ``x`` and the weights, so a state field of another shape would be read out of bounds."""
+        cfg = self.config
+        if ndim == 2:
+            layout = "(batch, input_dim)"
+        else:
+            layout = "(batch, time, input_dim)" if batch_axis == 0 else "(time, batch, input_dim)"
+        if not isinstance(x, Tensor) or x.dim() != ndim or x.shape[-1] != cfg.input_dim:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise DREAMError(f"{name} must have shape {layout} with input_dim={self.config.input_dim}, got {got}")
-        if ndim == 3 and x.shape[1] == 0:
+            raise DREAMError(f"{name} must have shape {layout} with input_dim={cfg.input_dim}, got {got}")
+        if ndim == 3 and x.shape[1 - batch_axis] == 0:
             raise DREAMError(f"{name} must have at least one time step, got shape {tuple(x.shape)}")
+        weight = self._parameters.get("weight_in")
+        if weight is None:  # a parametrized weight lives outside _parameters
+            weight = self.weight_in
+        if x.dtype != weight.dtype:
+            raise DREAMError(
+                f"{name} has dtype {x.dtype} but the model's parameters are {weight.dtype}; convert one of "
+                f"them (e.g. x.to({weight.dtype}) or model.to({x.dtype}))"
+            )
+        if x.device != weight.device:
+            raise DREAMError(
+                f"{name} is on device {x.device} but the model is on {weight.device}; move one of them "
+                f"(e.g. x.to({str(weight.device)!r}) or model.to({str(x.device)!r}))"
+            )
         if not isinstance(state, DREAMState):
             raise DREAMError(f"state must be a DREAMState (see init_state), got {type(state).__name__}")
-        if state.h.shape != (x.shape[0], self.config.hidden_dim):
-            raise DREAMError(
-                f"state is for batch {tuple(state.h.shape)} (batch, hidden_dim) but {name} has batch "
-                f"{x.shape[0]} and the cell hidden_dim={self.config.hidden_dim}; build it with "
-                f"init_state({x.shape[0]})"
-            )
+        state.validate(cfg, x.shape[batch_axis], weight.dtype, weight.device)
 
     def extra_repr(self) -> str:
         c = self.config
         return f"input_dim={c.input_dim}, hidden_dim={c.hidden_dim}, rank={c.rank}, ltc_enabled={c.ltc_enabled}"
+
+
+def check_finite(x: Tensor, name: str, batch_axis: int, valid: Tensor | None = None) -> None:
+    """Raise :class:`DREAMError` naming the first batch index where ``x`` holds NaN or inf.
+
+    ``valid`` (B, T), for batch-first sequences: only those steps are looked at (padding may hold
+    anything). One reduction over ``x`` per call (a device sync on GPU). Skipped while tracing
+    (``torch.compile``, ``torch.func`` transforms), where a data-dependent branch cannot run."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return
+    if valid is None:
+        if bool(torch.isfinite(x).all()):
+            return
+        bad = (~torch.isfinite(x.detach())).movedim(batch_axis, 0).flatten(1).any(dim=1)  # (B,)
+    else:
+        bad = ((~torch.isfinite(x.detach())).any(dim=2) & valid).any(dim=1)  # (B,)
+        if not bool(bad.any()):
+            return
+    indices = bad.nonzero().flatten().tolist()
+    raise DREAMError(
+        f"{name} contains non-finite values (NaN or inf) at batch index {indices[0]}"
+        + (f" (and {len(indices) - 1} more)" if len(indices) > 1 else "")
+        + "; DREAM rejects them because they would poison that sample's h, U and error statistics "
+        "for good. Clean the input first (e.g. torch.nan_to_num)"
+    )

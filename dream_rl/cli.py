@@ -1,18 +1,25 @@
 """The ``dream-rl`` command line (also ``python -m dream_rl``).
 
-    dream-rl train    CONFIG [KEY.PATH=VALUE ...]   train every policy x seed (resumes, skips done runs)
+    dream-rl train    CONFIG [KEY.PATH=VALUE ...]   train every env x policy x seed (resumes, skips done
+                      [--workers N] [--ray ADDRESS]   runs), N at once or as Ray tasks
     dream-rl compare  CONFIG [KEY.PATH=VALUE ...]   train, then write the comparison table and plot
     dream-rl report   CONFIG|DIR [KEY.PATH=VALUE ...] the comparison table and plot of finished runs
     dream-rl evaluate RUN_DIR                       evaluate a trained run (or every run of a dir)
+    dream-rl tune     CONFIG --trials N             search hyper-parameters with Optuna
     dream-rl envs                                   list the POMDP environment suite
 
 Bad input (an unknown key, a wrong value, a missing file) prints one line on stderr and exits
-with status 2; Ctrl-C during training saves a checkpoint and exits with status 130.
+with status 2; Ctrl-C during training saves a checkpoint and exits with status 130; runs that
+failed while others finished give status 1 (2 when each was a config problem, e.g. a locked run).
+
+Each command is one ``_add_<command>(commands)`` function below plus one ``cmd_<command>``
+handler; :func:`build_parser` lists them.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,15 +37,35 @@ def _add_config_arguments(parser: argparse.ArgumentParser, what: str = "CONFIG")
     parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE", help=OVERRIDES_HELP)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="delete the runs' previous outputs and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (same as train.progress_bar=false)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=None, metavar="N",
+        help="runs trained at once, each in its own process (default: CPU cores // train.torch_threads; "
+             "1 trains in this process, with progress bars)",
+    )
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", default=None,
+        help="run each run as a Ray task with train.torch_threads CPUs: 'local' starts Ray here, 'auto' joins "
+             "the cluster of `ray start`, 'ray://HOST:10001' a remote one (output_dir must be shared by all nodes)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dream-rl",
-        description="Train and compare memory policies (DREAM, LSTM, GRU) with RecurrentPPO from YAML configs.",
+        description="Train and compare memory policies (DREAM, LSTM, GRU, ...) with RecurrentPPO from YAML configs.",
         epilog="Quick start: dream-rl compare configs/quickstart.yaml   (then: tensorboard --logdir runs/)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,15 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"dream-rl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in (_add_train, _add_compare, _add_report, _add_evaluate, _add_tune, _add_envs):
+        add_command(commands)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train",
-        help="train every policy on every seed of a config",
+        help="train every policy on every env and seed of a config",
         description=(
-            "Train one RecurrentPPO run per policy per seed of CONFIG. Each run writes TensorBoard logs, "
+            "Train one RecurrentPPO run per env, policy and seed of CONFIG. Each run writes TensorBoard logs, "
             "evaluations (eval.csv), checkpoints, final_model.zip, its resolved config.yaml and run_info.json "
-            "under <output_dir>/<name>/<policy>/seed_<k>/. Finished runs are skipped; interrupted runs "
-            "(Ctrl-C saves a checkpoint) resume from their last checkpoint."
+            "under <output_dir>/<name>/[<env>/]<policy>/seed_<k>/. Finished runs are skipped; interrupted runs "
+            "(Ctrl-C saves a checkpoint) resume from their last checkpoint. A run being trained elsewhere is "
+            "locked and refused."
         ),
     )
     _add_config_arguments(train)
@@ -62,54 +95,69 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="check the config, print it resolved and the runs, train nothing")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="train (as `train`), then write the comparison table and plot",
         description=(
             "`train` followed by `report`: trains the runs that are not finished, then writes comparison.md, "
             "comparison.csv (final normalized score and area under the learning curve, mean ± std over seeds, "
-            "env steps/s) and learning_curves.png (mean with a band over seeds) in <output_dir>/<name>/."
+            "env steps/s) and learning_curves.png (mean with a band over seeds) per env, and with several envs "
+            "the aggregate over envs (aggregate.md, aggregate.csv, performance_profiles.png)."
         ),
     )
     _add_config_arguments(compare)
     _add_train_arguments(compare)
     compare.set_defaults(handler=cmd_compare)
 
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
         help="write the comparison table and plot of trained runs",
         description=(
             "Write comparison.md, comparison.csv and learning_curves.png for the runs of CONFIG, or of an "
-            "experiment directory (<output_dir>/<name>/, which holds the resolved config.yaml). Runs without "
-            "evaluations are left out with a note."
+            "experiment directory (<output_dir>/<name>/, which holds the resolved config.yaml), per env, and "
+            "with several envs the aggregate over envs (IQM with 95% bootstrap CIs, probability of improvement "
+            "over report.baseline, performance profiles). Runs without evaluations are left out with a note."
         ),
     )
     _add_config_arguments(report, "CONFIG|DIR")
     report.set_defaults(handler=cmd_report)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate trained runs",
         description=(
-            "Load the final model of a run directory (<output_dir>/<name>/<policy>/seed_<k>/, or its latest "
-            "checkpoint when it has no final model yet) and report the mean return and normalized score over "
-            "fresh episodes. Given an experiment directory, evaluate every run in it."
+            "Load the final model of a run directory (<output_dir>/<name>/[<env>/]<policy>/seed_<k>/, or its "
+            "latest checkpoint when it has no final model yet) and report the mean return and normalized score "
+            "over fresh episodes. Given an experiment directory, evaluate every run in it."
         ),
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or an experiment directory")
-    evaluate.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the config's train.eval_episodes)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=None, help="episodes per run (default: the config's train.eval_episodes)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the greedy ones")
     evaluate.add_argument("--model", metavar="ZIP", default=None, help="evaluate this model file instead (one run only)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation environments (default: 12345)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_tune(commands: argparse._SubParsersAction) -> None:
+    from dream_rl.experiments.tune import add_tune_command
+
+    add_tune_command(commands, _add_config_arguments)
+
+
+def _add_envs(commands: argparse._SubParsersAction) -> None:
     envs = commands.add_parser(
         "envs",
         help="list the POMDP environment suite",
         description="List the environments registered by dream-rl (ids, what is hidden, what memory they need).",
     )
     envs.set_defaults(handler=cmd_envs)
-    return parser
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,12 +169,23 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
+    from dream_rl.experiments.parallel import default_workers
     from dream_rl.experiments.runner import run_experiment
 
     runs = len(config.runs())
-    print(f"{config.name}: {len(config.policies)} policies x {len(config.train.seeds)} seeds = {runs} runs "
-          f"of {config.train.total_timesteps} steps on {config.env.id} -> {config.experiment_dir}/")
-    run_experiment(config, fresh=args.fresh, progress_bar=False if args.no_progress else None)
+    envs = config.env_list
+    on = envs[0].id if len(envs) == 1 else f"{len(envs)} envs"
+    workers = min(args.workers or default_workers(config), runs)
+    where = f"Ray ({args.ray})" if args.ray else f"{workers} worker{'s' if workers > 1 else ''}"
+    print(f"{config.name}: {len(envs)} env{'s' if len(envs) > 1 else ''} x {len(config.policies)} policies x "
+          f"{len(config.train.seeds)} seeds = {runs} runs of {config.train.total_timesteps} steps on {on}, "
+          f"{where} -> {config.experiment_dir}/")
+    run_experiment(config, fresh=args.fresh, progress_bar=False if args.no_progress else None,
+                   workers=workers, ray_address=args.ray)
+
+
+def _tensorboard_hint(config: ExperimentConfig) -> str:
+    return f"TensorBoard: tensorboard --logdir {shlex.quote(str(config.experiment_dir))}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -136,29 +195,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_buildable(config)
         print(config_to_yaml(config), end="")
-        print(f"# runs: {', '.join(f'{label}/seed_{seed}' for label, seed in config.runs())}")
+        print(f"# runs: {', '.join(run.name for run in config.runs())}")
         print(f"# outputs: {config.experiment_dir}/")
         return 0
     _train(args, config)
-    print(f"Outputs: {config.experiment_dir}/   TensorBoard: tensorboard --logdir {config.experiment_dir}")
+    print(f"Outputs: {config.experiment_dir}/   {_tensorboard_hint(config)}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from dream_rl.experiments.parallel import RunsFailed
+
     config = _load(args)
-    _train(args, config)
+    try:
+        _train(args, config)
+    except RunsFailed:
+        try:  # compare the runs that did finish, then exit with the failure
+            _report(config)
+        except ConfigError as error:
+            print(f"dream-rl {args.command}: no report: {error}", file=sys.stderr)
+        raise
     _report(config)
-    print(f"TensorBoard: tensorboard --logdir {config.experiment_dir}")
+    print(_tensorboard_hint(config))
     return 0
 
 
 def _report(config: ExperimentConfig) -> None:
     from dream_rl.experiments.report import write_report
 
-    paths = write_report(config, log=lambda line: print(line, file=sys.stderr))
+    report = write_report(config, log=lambda line: print(line, file=sys.stderr))
     print()
-    print(paths.text)
-    print(f"Table: {paths.markdown} and {paths.csv}\nPlot:  {paths.plot}")
+    print(report.text)
+    print("Written: " + ", ".join(str(path) for path in report.files))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -174,8 +242,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dream_rl.experiments.runner import evaluate_run, find_run_dirs
 
-    if args.episodes is not None and args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     run_dirs = find_run_dirs(Path(args.run_dir))
     if args.model is not None and len(run_dirs) != 1:
         raise ConfigError(f"--model needs a single run directory; {args.run_dir} holds {len(run_dirs)} runs")
@@ -211,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from dream_rl.experiments.parallel import ExperimentInterrupted, RunsFailed
     from dream_rl.experiments.runner import TrainingInterrupted
 
     try:
@@ -218,6 +285,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"dream-rl {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RunsFailed as failed:
+        print(f"dream-rl {args.command}: error: {failed}", file=sys.stderr)
+        return failed.exit_status
+    except ExperimentInterrupted as stop:
+        print(
+            f"\ndream-rl {args.command}: interrupted; {len(stop.interrupted)} running runs saved their checkpoints. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
     except TrainingInterrupted as stop:
         print(
             f"\ndream-rl {args.command}: interrupted at {stop.timesteps} steps; checkpoint and logs saved in "

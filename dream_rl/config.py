@@ -1,4 +1,9 @@
-"""DREAM configuration: the 18 hyper-parameters of a cell, validated on construction, and named presets."""
+"""DREAM configuration: the 18 hyper-parameters of a cell, validated on construction, and named presets.
+
+A :class:`DREAMConfig` is immutable (a frozen dataclass): the kernels read it on every call, so a field
+changed after validation could hand them a value they cannot compute with (or a ``rank`` that no longer
+matches the weights). Derive a changed copy with :func:`dataclasses.replace`, which validates again.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dream_rl.errors import DREAMError
 __all__ = ["DREAMConfig", "PRESETS"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DREAMConfig:
     """Configuration for a DREAM cell.
 
@@ -47,7 +52,12 @@ class DREAMConfig:
         ltc_surprise_scale: initial surprise → time-constant scale ``s``.
 
     Every field is checked on construction; a bad value raises :class:`DREAMError` naming the
-    field and its allowed range.
+    field and its allowed range. Float fields must also be computable in float32, the cell's default
+    precision: a strictly positive field may not round to 0 there (it divides or is a logarithm's
+    argument) and no field may exceed float32's largest value (it would be ``inf`` from the first step).
+
+    The configuration is immutable; ``dataclasses.replace(config, kappa=1.0)`` returns a changed,
+    re-validated copy.
     """
 
     # Model dimensions
@@ -78,12 +88,13 @@ class DREAMConfig:
     ltc_surprise_scale: float = 10.0
 
     def __post_init__(self) -> None:
+        # frozen: normalised values are stored with object.__setattr__, the only write after __init__
         for name in ("input_dim", "hidden_dim", "rank"):
             value = getattr(self, name)
             # numbers.Integral admits numpy integers, which gym spaces hand out
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise DREAMError(f"{name} must be a positive integer (>= 1), got {value!r}")
-            setattr(self, name, int(value))
+            object.__setattr__(self, name, int(value))
         if self.rank > self.hidden_dim:
             raise DREAMError(
                 f"rank must be <= hidden_dim (the fast weights are hidden_dim x rank), "
@@ -95,10 +106,15 @@ class DREAMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise DREAMError(f"{name} must be a number, got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float range (10**400)
+                raise DREAMError(f"{name} must be in {_range_text(low, high, low_open)}, got an integer too "
+                                 "large for a float") from None
             if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
                 raise DREAMError(f"{name} must be in {_range_text(low, high, low_open)}, got {value!r}")
-            setattr(self, name, value)
+            _check_float32(name, value, low_open)
+            object.__setattr__(self, name, value)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DREAMConfig:
@@ -161,6 +177,26 @@ _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("ltc_tau_sys", 0.0, math.inf, True),
     ("ltc_surprise_scale", 0.0, math.inf, True),
 )
+
+
+# float32 (the cell's default dtype): the largest finite value and the smallest normal one
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def _check_float32(name: str, value: float, strictly_positive: bool) -> None:
+    """Reject a value the cell cannot compute with in float32 (it would be inf, or a divisor 0)."""
+    if abs(value) > _FLOAT32_MAX:
+        raise DREAMError(
+            f"{name}={value!r} is outside what the cell can compute: it overflows float32 (the default "
+            f"dtype) to inf, which makes every state non-finite; use a value <= {_FLOAT32_MAX:.4g}"
+        )
+    if strictly_positive and value < _FLOAT32_TINY:
+        raise DREAMError(
+            f"{name}={value!r} is outside what the cell can compute: it must be > 0 (it divides or is "
+            f"log-parameterised) but rounds to 0 or a denormal in float32 (the default dtype); use a value "
+            f">= {_FLOAT32_TINY:.4g}"
+        )
 
 
 def _range_text(low: float, high: float, low_open: bool) -> str:

@@ -110,11 +110,12 @@ class Consts(NamedTuple):
 
 
 class Saved(NamedTuple):
-    """What the backward needs from the forward, time-major. ``U0`` is the initial fast weights;
+    """What the pure-PyTorch backward needs from its forward, time-major (the C++ kernel saves its own
+    :class:`dream_rl._native.NativeSaved`). ``U0`` is the initial fast weights;
     the ``U`` before step ``t > 0`` is ``c[t-1] · U'[t-1]``, recomputed bit for bit."""
 
     h_prev: Tensor  # (T, B, H) the hidden state before each step
-    U_prime: Tensor  # U' (before homeostasis): (T, B, H, r) in the torch kernel, (T, B, r, H) in the native one
+    U_prime: Tensor  # (T, B, H, r) U' (before homeostasis)
     e: Tensor  # (T, B, I) prediction error
     h_target: Tensor  # (T, B, H) tanh(drive)
     em_prev: Tensor  # (T, B, I) error_mean before each step
@@ -204,39 +205,52 @@ class _SequenceFunction(torch.autograd.Function):
                 h0: Tensor, U0: Tensor, Ut0: Tensor, at0: Tensor, em0: Tensor, ev0: Tensor, as0: Tensor):
         params = (Win, b, R, C, Werr, eta, lts, lss)
         out, final, saved = kernel.forward(k, V, x, params, (h0, U0, Ut0, at0, em0, ev0, as0), True)
-        ctx.kernel, ctx.k = kernel, k
-        ctx.save_for_backward(V, x, U0, *params, *saved)
+        ctx.kernel, ctx.k, ctx.saved_type = kernel, k, type(saved)
+        ctx.save_for_backward(V, x, h0, U0, out, *params, *saved)
         return (out, *final)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_out: Tensor, gU: Tensor, gUt: Tensor, gat: Tensor, gem: Tensor, gev: Tensor, gas: Tensor):
-        V, x, U0, Win, b, R, C, Werr, eta, lts, lss, *rest = ctx.saved_tensors
-        saved = Saved(*rest)
+        V, x, h0, U0, out, Win, b, R, C, Werr, eta, lts, lss, *rest = ctx.saved_tensors
+        saved = ctx.saved_type(*rest)
         k = ctx.k
-        G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state = ctx.kernel.backward(
-            k, V, x, U0, (Win, b, R, C, Werr, eta, lts, lss), saved, g_out, (gU, gUt, gat, gem, gev, gas)
+        G_D, G_E, G_XF, g_eta, g_lts, g_lss, g_state, extras = ctx.kernel.backward(
+            k, V, x, h0, U0, out, (Win, b, R, C, Werr, eta, lts, lss), saved, g_out, (gU, gUt, gat, gem, gev, gas)
         )
         T, B, H = G_D.shape
         I = G_E.shape[2]
         need = ctx.needs_input_grad
         gd = G_D.reshape(T * B, H)
+        ge = G_E.reshape(T * B, I)
         # the weight gradients: one product each over the whole sequence
         g_x = g_Win = g_b = g_R = g_C = g_Werr = None
         if need[3]:
-            g_x = torch.addmm(G_E.reshape(T * B, I), gd, Win)
+            g_x = torch.addmm(ge, gd, Win)
             g_x = torch.addmm(g_x, G_XF.reshape(T * B, -1), V.t()).view(T, B, I)
-        if need[4]:
-            g_Win = gd.t() @ x.reshape(T * B, I)
-        if need[5]:
-            g_b = gd.sum(0)
-        if need[6] or need[7]:
-            hp = saved.h_prev.reshape(T * B, H)
-            g_R = gd.t() @ hp if need[6] else None
-            g_C = -(G_E.reshape(T * B, I).t() @ hp) if need[7] else None
-        if need[8]:
-            se = saved.e * saved.scalars[..., _SC_S].unsqueeze(2)
-            g_Werr = gd.t() @ se.reshape(T * B, I)
+        if extras is not None:  # the C++ kernel: A = [h_prev | x | S e] and the bias gradient, built as it went
+            g_b, A = extras
+            A = A.reshape(T * B, H + 2 * I)
+            hp = A[:, :H]
+            if need[4] or need[6] or need[8]:
+                g_R, g_Win, g_Werr = (gd.t() @ A).split([H, I, I], 1)  # one product for three weights
+        else:
+            hp = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(T * B, H)  # the hidden state before each step
+            if need[4]:
+                g_Win = gd.t() @ x.reshape(T * B, I)
+            if need[5]:
+                g_b = gd.sum(0)
+            if need[6]:
+                g_R = gd.t() @ hp
+            if need[8]:
+                se = saved.e * saved.scalars[..., _SC_S].unsqueeze(2)
+                g_Werr = gd.t() @ se.reshape(T * B, I)
+        if need[7]:
+            g_C = -(ge.t() @ hp)
+        g_Win = g_Win if need[4] else None
+        g_b = g_b if need[5] else None
+        g_R = g_R if need[6] else None
+        g_Werr = g_Werr if need[8] else None
         if not k.ltc:
             g_lts = g_lss = None  # unused, as in the reference: their .grad stays None
         return (None, None, None, g_x, g_Win, g_b, g_R, g_C, g_Werr, g_eta, g_lts, g_lss, *g_state)
@@ -344,7 +358,8 @@ class _TorchKernel:
         return out, (U, Ut, at, em, ev, avg), saved
 
     @staticmethod
-    def backward(k: Consts, V: Tensor, x: Tensor, U0: Tensor, params: tuple, saved: Saved, g_out: Tensor, g_final: tuple):
+    def backward(k: Consts, V: Tensor, x: Tensor, h0: Tensor, U0: Tensor, out: Tensor, params: tuple, saved: Saved,
+                 g_out: Tensor, g_final: tuple):
         Win, b, R, C, Werr, eta, lts, lss = params
         T, B, H = saved.h_prev.shape
         I, r = saved.e.shape[2], V.shape[1]
@@ -459,7 +474,7 @@ class _TorchKernel:
             g_lss = (g_lss_sum * -scale).reshape(1)
         else:
             g_lts, g_lss = torch.zeros_like(lts), torch.zeros_like(lss)
-        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, (gh, gU, gUt, gat, gem, gev, gas)
+        return G_D, G_E, G_XF, g_eta, g_lts, g_lss, (gh, gU, gUt, gat, gem, gev, gas), None
 
 
 TORCH_KERNEL = _TorchKernel()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.cell import DREAMCell
+from dream_rl.cell import DREAMCell, check_finite
 from dream_rl.config import DREAMConfig
 from dream_rl.errors import DREAMError
 from dream_rl.state import DREAMState
@@ -48,7 +48,11 @@ class DREAM(nn.Module):
         self, x: Tensor, state: DREAMState | None = None, return_sequences: bool = True
     ) -> DREAMOutput:
         """``x``: (B, T, I) → (B, T, H) (or (B, H) when ``return_sequences`` is False), final state.
-        A missing ``state`` starts from :meth:`init_state`."""
+        A missing ``state`` starts from :meth:`init_state`.
+
+        Raises :class:`DREAMError` for a state that does not fit (field, shape, dtype, device), an
+        input of another dtype or device than the model, and NaN/inf input (first bad batch index
+        named); see :mod:`dream_rl.cell`."""
         _check_batch_first(x, self.cell.config.input_dim)
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
@@ -60,18 +64,21 @@ class DREAM(nn.Module):
         """Padded sequences. ``x``: (B, T_max, I), ``lengths``: (B,) with 1 <= length <= T_max.
 
         Returns outputs (B, T_max, H) with zeros at padded steps, and for each sequence the state
-        after its own last step (padded steps leave the state untouched).
+        after its own last step (padded steps leave the state untouched). Padded steps may hold
+        anything, NaN included; NaN or inf within a sequence's length raises :class:`DREAMError`.
         """
         _check_batch_first(x, self.cell.config.input_dim)
-        lengths = torch.as_tensor(lengths, device=x.device).reshape(-1)
         B, T = x.shape[0], x.shape[1]
+        if state is None:
+            state = self.init_state(B, x.device, x.dtype)
+        self.cell._check_structure(x, state, "x", 3, batch_axis=0)  # a batch-1 state would otherwise broadcast
+        lengths = torch.as_tensor(lengths, device=x.device).reshape(-1)
         if lengths.shape[0] != B:
             raise DREAMError(f"lengths must have one entry per sequence ({B}), got {lengths.shape[0]}")
         if lengths.dtype.is_floating_point or bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise DREAMError(f"lengths must be integers in [1, {T}] (the padded length), got {lengths.tolist()}")
-        if state is None:
-            state = self.init_state(B, x.device, x.dtype)
-        self.cell._check_input(x, state, "x", 3)  # a batch-1 state would otherwise broadcast silently
+        valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        check_finite(x, "x", batch_axis=0, valid=valid)  # padded steps may hold anything
         outputs = []
         for t, x_t in enumerate(x.unbind(1)):
             active = lengths > t  # (B,)
@@ -141,7 +148,10 @@ class DREAMStack(nn.Module):
         for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
             if index > 0:
                 x = self.dropout(x)
-            x, layer_state = layer(x, layer_state)
+            try:
+                x, layer_state = layer(x, layer_state)
+            except DREAMError as error:  # say which layer's state (or input) was refused
+                raise DREAMError(f"DREAMStack layer {index}: {error}") from error
             final_states.append(layer_state)
         return x, final_states
 

@@ -6,6 +6,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -13,6 +14,11 @@ from dream_rl.config import DREAMConfig
 from dream_rl.errors import DREAMError
 
 __all__ = ["DREAMState"]
+
+#: the state fields, in order, and the layout of each (``B`` batch, ``H`` hidden, ``r`` rank, ``I`` input)
+FIELD_NAMES = ("h", "U", "U_target", "adaptive_tau", "error_mean", "error_var", "avg_surprise")
+_LAYOUTS = ("(batch, hidden_dim)", "(batch, hidden_dim, rank)", "(batch, hidden_dim, rank)", "(batch,)",
+            "(batch, input_dim)", "(batch, input_dim)", "(batch,)")
 
 
 @dataclass
@@ -32,8 +38,9 @@ class DREAMState:
     :meth:`flat_size` floats per sample, laid out as
     ``[h, U, U_target, adaptive_tau - base_threshold, error_mean, error_var - 1, avg_surprise]``.
     The offsets make the all-zeros vector decode to exactly the initial state, which is what
-    sb3-contrib's RecurrentPPO assumes of any recurrent state, and make ``(1 - start) * flat``
-    an exact per-sample reset.
+    sb3-contrib's RecurrentPPO assumes of any recurrent state. Reset by selection
+    (``torch.where(start, 0, flat)``, or :meth:`reset`), not by ``(1 - start) * flat``: the product
+    keeps NaN and inf (``0 · NaN = NaN``), so one bad value would outlive every episode start.
     """
 
     h: Tensor
@@ -89,11 +96,58 @@ class DREAMState:
     def batch_size(self) -> int:
         return self.h.shape[0]
 
+    @staticmethod
+    def expected_shapes(config: DREAMConfig, batch_size: int) -> tuple[tuple[int, ...], ...]:
+        """The shape of each field (in :data:`FIELD_NAMES` order) for ``config`` and ``batch_size``."""
+        B, H, r, I = batch_size, config.hidden_dim, config.rank, config.input_dim
+        return (B, H), (B, H, r), (B, H, r), (B,), (B, I), (B, I), (B,)
+
+    def validate(
+        self,
+        config: DREAMConfig,
+        batch_size: int,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
+        owner: str = "the cell",
+    ) -> None:
+        """Raise :class:`DREAMError` unless every field is a tensor of the shape ``config`` and
+        ``batch_size`` give it, and (when given) of ``dtype`` and on ``device``.
+
+        The message names the first bad field and its expected shape. Kernels that read raw buffers
+        rely on this check: a state built for another ``rank`` or ``input_dim`` would otherwise be
+        read out of bounds.
+        """
+        shapes = self.expected_shapes(config, batch_size)
+        for name, shape, layout in zip(FIELD_NAMES, shapes, _LAYOUTS):
+            t = getattr(self, name)
+            if not isinstance(t, Tensor):
+                raise DREAMError(f"state.{name} must be a tensor of shape {shape} {layout}, got {type(t).__name__}")
+            if t.shape != shape:
+                raise DREAMError(
+                    f"state.{name} has shape {tuple(t.shape)} but {owner} (input_dim={config.input_dim}, "
+                    f"hidden_dim={config.hidden_dim}, rank={config.rank}) needs {shape} {layout} for a batch of "
+                    f"{batch_size}; a state built for another config or batch cannot be used: start from "
+                    f"init_state({batch_size})"
+                )
+            if dtype is not None and t.dtype != dtype:
+                raise DREAMError(
+                    f"state.{name} has dtype {t.dtype} but {owner} computes in {dtype}; "
+                    f"convert the state with state.to({dtype})"
+                )
+            if device is not None and t.device != device:
+                raise DREAMError(
+                    f"state.{name} is on device {t.device} but {owner} is on {device}; "
+                    f"move the state with state.to({str(device)!r})"
+                )
+
     # ------------------------------------------------------------------ per-sample reset
     def reset(self, mask: Tensor, config: DREAMConfig) -> DREAMState:
         """Samples where ``mask`` (shape (B,), bool or 0/1) is set go back to the initial state;
-        the others are returned untouched (bit for bit)."""
-        mask = mask.reshape(-1).to(device=self.h.device, dtype=torch.bool)
+        the others are returned untouched (bit for bit).
+
+        The reset selects (``torch.where``) rather than multiplies, so it is exact even for a state
+        holding NaN or inf."""
+        mask = torch.as_tensor(mask).reshape(-1).to(device=self.h.device, dtype=torch.bool)
         if mask.shape[0] != self.batch_size:
             raise DREAMError(f"reset mask has {mask.shape[0]} entries for a batch of {self.batch_size}")
         initial = DREAMState.initial(1, config, self.h.device, self.h.dtype)  # broadcasts over B
@@ -118,15 +172,11 @@ class DREAMState:
 
     def to_flat(self, config: DREAMConfig) -> Tensor:
         """Encode as a (B, flat_size) tensor that is all zeros exactly at the initial state."""
+        if not isinstance(self.h, Tensor) or self.h.dim() < 1:
+            raise DREAMError(f"state.h must be a (batch, hidden_dim) tensor, got {type(self.h).__name__}")
         B = self.batch_size
-        H, r, I = config.hidden_dim, config.rank, config.input_dim
-        expected = {"h": (B, H), "U": (B, H, r), "U_target": (B, H, r), "adaptive_tau": (B,),
-                    "error_mean": (B, I), "error_var": (B, I), "avg_surprise": (B,)}
-        if self.shape() != expected:  # a state from another config would be silently mis-packed
-            raise DREAMError(
-                f"state shapes {self.shape()} do not match input_dim={config.input_dim}, "
-                f"hidden_dim={config.hidden_dim}, rank={config.rank} (batch {B})"
-            )
+        # a state from another config would be silently mis-packed
+        self.validate(config, B, self.h.dtype, self.h.device, owner="to_flat")
         return torch.cat(
             [
                 self.h,
@@ -142,8 +192,19 @@ class DREAMState:
 
     @classmethod
     def from_flat(cls, flat: Tensor, config: DREAMConfig) -> DREAMState:
-        """Decode a (B, flat_size) tensor written by :meth:`to_flat` (zeros → initial state)."""
+        """Decode a (B, flat_size) tensor written by :meth:`to_flat` (zeros → initial state).
+
+        ``flat`` may also be a numpy array (as stored by a rollout buffer); it is wrapped without a
+        copy, keeping its dtype. The fields are views of ``flat``."""
         expected = cls.flat_size(config)
+        if isinstance(flat, np.ndarray):
+            if flat.dtype.kind != "f":
+                raise DREAMError(f"a flat DREAM state must hold floats, got a numpy array of {flat.dtype}")
+            flat = torch.from_numpy(flat)
+        if not isinstance(flat, Tensor):
+            raise DREAMError(f"a flat DREAM state must be a tensor or numpy array, got {type(flat).__name__}")
+        if not flat.dtype.is_floating_point:
+            raise DREAMError(f"a flat DREAM state must hold floats, got a tensor of {flat.dtype}")
         if flat.dim() != 2 or flat.shape[1] != expected:
             raise DREAMError(
                 f"flat DREAM state must have shape (batch, {expected}) for input_dim={config.input_dim}, "

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""End-to-end RecurrentPPO throughput: sb3-contrib's stock MlpLstmPolicy against MlpDreamPolicy
-(and MlpGruPolicy), same hyperparameters, on masked-velocity CartPole, 8 envs, hidden 64, one thread.
+"""End-to-end RecurrentPPO throughput: MlpDreamPolicy against MlpLstmTorsoPolicy, plain PPO MlpPolicy
+(no memory), MlpGruPolicy and sb3-contrib's stock MlpLstmPolicy, same hyperparameters (n_steps 128,
+batch 256, 10 epochs), on masked-velocity CartPole, 8 envs, width 64, one thread. ``--profile KIND``
+instead breaks one training update of KIND down by where its time goes (cProfile).
 
 The models are built once and trained in interleaved rounds in one process (each round: every
 policy learns ``--steps`` env steps, timed); the table shows median env steps/s, the share of time
@@ -39,7 +41,8 @@ import dream_rl  # noqa: E402,F401  (registers the dream_rl/ env ids)
 from dream_rl.machine import describe_machine  # noqa: E402
 
 ENV_ID = "dream_rl/CartPoleNoVel-v0"
-POLICY_NAMES = {"lstm": "MlpLstmPolicy (sb3-contrib)", "dream": "MlpDreamPolicy", "gru": "MlpGruPolicy",
+POLICY_NAMES = {"ppo": "PPO MlpPolicy (no memory)", "lstm": "MlpLstmPolicy (sb3-contrib)",
+                "lstm-torso": "MlpLstmTorsoPolicy", "dream": "MlpDreamPolicy", "gru": "MlpGruPolicy",
                 "dream-ref": "MlpDreamPolicy, reference loop"}
 
 
@@ -69,6 +72,12 @@ def make_env(env_id: str, n_envs: int, seed: int):
 def make_model(kind: str, args: argparse.Namespace):
     from sb3_contrib import RecurrentPPO
 
+    hyper = dict(n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs, seed=args.seed,
+                 device="cpu", verbose=0)
+    if kind == "ppo":  # plain PPO, same widths (net_arch 64-64 by default) and hyperparameters, no memory
+        from stable_baselines3 import PPO
+
+        return PPO("MlpPolicy", make_env(args.env, args.n_envs, args.seed), **hyper)
     policy_kwargs: dict[str, Any] = dict(lstm_hidden_size=args.hidden)
     if kind == "lstm":
         policy: Any = "MlpLstmPolicy"
@@ -81,10 +90,14 @@ def make_model(kind: str, args: argparse.Namespace):
         from dream_rl import MlpGruPolicy
 
         policy = MlpGruPolicy
+    elif kind == "lstm-torso":
+        from dream_rl import MlpLstmTorsoPolicy
+
+        policy = MlpLstmTorsoPolicy
     else:
         raise SystemExit(f"unknown policy {kind!r}; choose from {', '.join(POLICY_NAMES)}")
     env = make_env(args.env, args.n_envs, args.seed)
-    model = RecurrentPPO(policy, env, policy_kwargs=policy_kwargs, seed=args.seed, device="cpu", verbose=0)
+    model = RecurrentPPO(policy, env, policy_kwargs=policy_kwargs, **hyper)
     if kind == "dream-ref":  # "before": the eager reference step loop in every DREAM cell
         from dream_rl import DREAMCell
 
@@ -106,21 +119,22 @@ class _PhaseTimer:
 
     def __init__(self, model: Any) -> None:
         self.rollout = self.train = 0.0
+        self.clock = time.perf_counter
         collect, train = model.collect_rollouts, model.train
 
         def timed_collect(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return collect(*a, **k)
             finally:
-                self.rollout += time.perf_counter() - start
+                self.rollout += self.clock() - start
 
         def timed_train(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return train(*a, **k)
             finally:
-                self.train += time.perf_counter() - start
+                self.train += self.clock() - start
 
         model.collect_rollouts, model.train = timed_collect, timed_train
 
@@ -201,13 +215,60 @@ def memory_child(kind: str, args: argparse.Namespace) -> None:
 def measure_memory(kind: str, args: argparse.Namespace) -> dict | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", kind, "--env", args.env,
            "--n-envs", str(args.n_envs), "--hidden", str(args.hidden), "--rank", str(args.rank),
-           "--threads", str(args.threads), "--seed", str(args.seed)]
+           "--threads", str(args.threads), "--seed", str(args.seed), "--n-steps", str(args.n_steps),
+           "--batch-size", str(args.batch_size), "--n-epochs", str(args.n_epochs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
     print(f"memory measurement for {kind} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
     return None
+
+
+# ----------------------------------------------------------------------------------- profile
+
+# where a function's cumulative time is booked: the first group whose pattern matches its file and name
+_PROFILE_GROUPS = [
+    ("sequence kernels (fast_sequence, _native)", ("fast_sequence.py", "_native.py")),
+    ("torso and policy adapter (dream_rl)", ("dream_rl/",)),
+    ("sb3-contrib / SB3 (buffer, loss, distributions)", ("sb3_contrib", "stable_baselines3")),
+]
+
+
+def profile_train(kind: str, args: argparse.Namespace) -> None:
+    """cProfile one ``model.train()`` (after a warm-up) and print the top functions by internal time
+    and the share of the time booked, by internal (self) time, to our code and to sb3/sb3-contrib.
+    Self time spent in torch (operators, autograd, optimizer) is booked to torch."""
+    import cProfile
+    import pstats
+
+    model = make_model(kind, args)
+    model.learn(args.n_envs * model.n_steps)
+    _, callback = model._setup_learn(model.n_steps * args.n_envs, callback=None, reset_num_timesteps=False)
+    callback.on_training_start(locals(), globals())
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    model.train()
+    profiler.disable()
+    wall = time.perf_counter() - start
+    stats = pstats.Stats(profiler)
+    total = sum(v[2] for v in stats.stats.values())  # internal times add up to the profiled total
+    booked: dict[str, float] = {}
+    for (filename, _, name), (_, _, internal, _, _) in stats.stats.items():
+        group = "torch and Python (operators, autograd, optimizer, builtins)"
+        for label, patterns in _PROFILE_GROUPS:
+            if any(p in filename for p in patterns):
+                group = label
+                break
+        booked[group] = booked.get(group, 0.0) + internal
+    print(f"{POLICY_NAMES[kind]}: one train() = {wall * 1e3:.0f} ms wall ({total * 1e3:.0f} ms profiled, "
+          "by self time):")
+    for group, seconds in sorted(booked.items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds / total:6.1%}  {group}")
+    print()
+    stats.sort_stats("tottime").print_stats(25)
 
 
 # -------------------------------------------------------------------------------------- main
@@ -218,9 +279,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2048 steps instead of 3 of 4096")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     parser.add_argument("--steps", type=int, default=None, help="env steps per policy per round (default 4096)")
-    parser.add_argument("--policies", default="lstm,dream,gru",
-                        help="comma-separated from lstm, dream, gru, dream-ref (DREAM on the eager reference "
-                        "loop: the 'before' figure; slow)")
+    parser.add_argument("--policies", default="ppo,lstm-torso,dream,gru,lstm",
+                        help="comma-separated from ppo, lstm, lstm-torso, dream, gru, dream-ref (DREAM on the eager "
+                        "reference loop: the 'before' figure; slow)")
+    parser.add_argument("--n-steps", type=int, default=128, help="rollout length per env (default 128)")
+    parser.add_argument("--batch-size", type=int, default=256, help="minibatch size (default 256)")
+    parser.add_argument("--n-epochs", type=int, default=10, help="epochs per update (default 10)")
+    parser.add_argument("--profile", default=None, metavar="KIND",
+                        help="instead of the benchmark: profile one training update (model.train()) of KIND with "
+                        "cProfile and print where its time goes")
     parser.add_argument("--env", default=ENV_ID, help=f"env id (default {ENV_ID})")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=64, help="lstm_hidden_size of every policy (default 64)")
@@ -228,6 +295,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
+                        help="wall: perf_counter; cpu: CPU time of this process (the envs run in it too), which "
+                        "time-slicing by other processes on a shared machine does not inflate; auto (default): "
+                        "cpu with one thread, wall with more")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,6 +306,9 @@ def main() -> None:
         memory_child(args.memory_child, args)
         return
     torch.set_num_threads(args.threads)
+    if args.profile:
+        profile_train(args.profile, args)
+        return
     rounds = args.rounds or (2 if args.quick else 3)
     steps = args.steps or (2048 if args.quick else 4096)
     kinds = [k.strip() for k in args.policies.split(",") if k.strip()]
@@ -243,38 +317,47 @@ def main() -> None:
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     env_note = "" if args.env in gym.registry else " (fallback wrapper on CartPole-v1, obs [0, 2])"
     print(f"RecurrentPPO on {args.env}{env_note}, {args.n_envs} envs, lstm_hidden_size={args.hidden}, DREAM "
-          f"rank={args.rank}, default RecurrentPPO hyperparameters, seed {args.seed}; {rounds} interleaved rounds "
-          f"of {steps} env steps per policy", flush=True)
+          f"rank={args.rank}, n_steps={args.n_steps}, batch_size={args.batch_size}, n_epochs={args.n_epochs}, "
+          f"seed {args.seed}; {rounds} interleaved rounds of {steps} env steps per policy", flush=True)
 
     models = {kind: make_model(kind, args) for kind in kinds}
     timers = {kind: _PhaseTimer(model) for kind, model in models.items()}
     for model in models.values():  # warm-up: one rollout and one update each
         model.learn(args.n_envs * model.n_steps, reset_num_timesteps=False)
+    clock_name = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
+    for timer in timers.values():
+        timer.clock = clock
     rates: dict[str, list[float]] = {k: [] for k in kinds}
     phases: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     for _ in range(rounds):
         for kind, model in models.items():
             timer = timers[kind]
             timer.rollout = timer.train = 0.0
-            start = time.perf_counter()
+            start = clock()
             model.learn(steps, reset_num_timesteps=False)
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             rates[kind].append(steps / elapsed)
             phases[kind].append((timer.rollout / elapsed, timer.train / elapsed))
 
-    results: dict[str, Any] = {"machine": info, "env": args.env, "rounds": rounds, "steps": steps, "policies": {}}
-    ref = statistics.median(rates["lstm"]) if "lstm" in rates else None
-    header = f"{'policy':>30} | {'env steps/s':>11} | {'rollout':>7} | {'update':>6} | {'vs LSTM':>7}"
+    results: dict[str, Any] = {"machine": info, "env": args.env, "rounds": rounds, "steps": steps,
+                               "clock": clock_name, "policies": {}}
+    print(f"(env steps per second of {clock_name} time)")
+    torso_ref = statistics.median(rates["lstm-torso"]) if "lstm-torso" in rates else None
+    ppo_ref = statistics.median(rates["ppo"]) if "ppo" in rates else None
+    header = (f"{'policy':>30} | {'env steps/s':>11} | {'rollout':>7} | {'update':>6} | {'vs LstmTorso':>12} | "
+              f"{'vs plain PPO':>12}")
     print(header + "\n" + "-" * len(header))
     for kind in kinds:
         rate = statistics.median(rates[kind])
         roll = statistics.median(p[0] for p in phases[kind])
         upd = statistics.median(p[1] for p in phases[kind])
-        ratio = f"{rate / ref:6.2f}x" if ref else f"{'-':>7}"
-        print(f"{POLICY_NAMES[kind]:>30} | {rate:11.0f} | {roll:6.0%} | {upd:5.0%} | {ratio}")
+        vs_torso = f"{rate / torso_ref:11.2f}x" if torso_ref else f"{'-':>12}"
+        vs_ppo = f"{rate / ppo_ref:11.2f}x" if ppo_ref else f"{'-':>12}"
+        print(f"{POLICY_NAMES[kind]:>30} | {rate:11.0f} | {roll:6.0%} | {upd:5.0%} | {vs_torso} | {vs_ppo}")
         results["policies"][kind] = {"steps_per_s": rate, "all_rounds": rates[kind], "rollout_share": roll,
                                      "update_share": upd}
-    print("(rollout / update: share of the wall time spent collecting rollouts / in training updates)", flush=True)
+    print("(rollout / update: share of the measured time spent collecting rollouts / in training updates)", flush=True)
 
     if not args.no_memory:
         print("\npeak memory of one training update (model.train(): n_epochs over one rollout), fresh process each:")

@@ -7,8 +7,9 @@ Every contender runs once per round, rounds interleaved, in one process; the tab
 what ``run_time_major`` runs by default (the C++ kernel where it builds, else pure PyTorch); the
 pure-PyTorch kernel (the fallback) is shown too.
 
-    python scripts/bench_torso.py            # about a minute
-    python scripts/bench_torso.py --quick    # fewer rounds
+    python scripts/bench_torso.py              # one thread, CPU-time clock, a minute or two
+    python scripts/bench_torso.py --quick      # fewer rounds
+    python scripts/bench_torso.py --threads 2  # DREAM and nn.LSTM both on 2 threads, wall clock
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.cell import DREAMCell  # noqa: E402
 from dream_rl.config import DREAMConfig  # noqa: E402
 
-# (B, I, H, r): the issue's three sizes; the rank is given for the third only, r = 8 and 16 are ours
-SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16)]
+# (B, I, H, r): the issue's four sizes; the rank is given for (8, 39, 256) only, the others are ours
+SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16), (64, 8, 128, 16)]
 ROLLOUT = (8, 8, 64, 8)
 
 
@@ -91,7 +92,8 @@ def dream_rollout(B: int, I: int, H: int, r: int, backend: str) -> Callable[[], 
     return run
 
 
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1) -> dict[str, float]:
+def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds per call of each contender, one batch of ``calls`` each per round."""
     for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
         fn()
@@ -99,10 +101,10 @@ def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: i
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls):
                 fn()
-            times[name].append((time.perf_counter() - start) / calls)
+            times[name].append((clock() - start) / calls)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -113,25 +115,35 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="skip the slow eager reference loop")
+    parser.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
+                        help="wall: perf_counter; cpu: CPU time of this thread (user + system), which time-slicing "
+                        "by other processes on a shared machine does not inflate; auto (default): cpu with one "
+                        "thread, wall with more (worker threads' time would not count)")
+    parser.add_argument("--sizes", default=None, help="B,I,H,r;B,I,H,r;... instead of the default four")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (5 if args.quick else 15)
     T = args.seq_len
     native = fast_sequence.native_available()
+    clock_name = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")
+    clock = time.thread_time if clock_name == "cpu" else time.perf_counter
+    sizes = SIZES if not args.sizes else [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")]
 
     info = describe_machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    print(f"forward+backward over T={T}, float32, median of {rounds} interleaved rounds", flush=True)
+    print(f"forward+backward over T={T}, float32, {args.threads} thread(s), median of {rounds} interleaved rounds, "
+          f"{clock_name} clock", flush=True)
     header = f"{'B, I, H, r':>16} | {'LSTM':>8} | {'before':>8} | {'torch':>8} | {'after':>8} | {'after/LSTM':>10} | {'torch/LSTM':>10}"
     print(header + "\n" + "-" * len(header), flush=True)
-    results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "sizes": [], "rollout": None}
-    for B, I, H, r in SIZES:
+    results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "threads": args.threads, "clock": clock_name,
+                     "sizes": [], "rollout": None}
+    for B, I, H, r in sizes:
         contenders = {"lstm": lstm_step(B, I, H, T), "torch": dream_step(B, I, H, r, T, "torch"),
                       "after": dream_step(B, I, H, r, T, "auto")}
         if not args.no_reference:
             contenders["before"] = dream_step(B, I, H, r, T, "reference")
-        ms = {k: 1e3 * v for k, v in interleaved(contenders, rounds).items()}
+        ms = {k: 1e3 * v for k, v in interleaved(contenders, rounds, clock=clock).items()}
         before = f"{ms['before']:8.1f}" if "before" in ms else f"{'-':>8}"
         print(f"{f'{B}, {I}, {H}, {r}':>16} | {ms['lstm']:8.1f} | {before} | {ms['torch']:8.1f} | "
               f"{ms['after']:8.1f} | {ms['after'] / ms['lstm']:9.2f}x | {ms['torch'] / ms['lstm']:9.2f}x", flush=True)
@@ -145,7 +157,7 @@ def main() -> None:
     if not args.no_reference:
         contenders["before"] = dream_rollout(B, I, H, r, "reference")
     with torch.no_grad():
-        us = {k: 1e6 * v for k, v in interleaved(contenders, rounds, calls=200).items()}
+        us = {k: 1e6 * v for k, v in interleaved(contenders, rounds, calls=200, clock=clock).items()}
     print(f"\nrollout step (T=1, B={B}, I={I}, H={H}, r={r}, no_grad), µs per call: "
           + ", ".join(f"{k} {v:.1f}" for k, v in us.items()) + f"; after/LSTM {us['after'] / us['lstm']:.2f}x")
     results["rollout"] = {"B": B, "I": I, "H": H, "r": r, "us": us}

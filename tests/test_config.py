@@ -231,6 +231,91 @@ def test_preset_override_errors():
 
 
 def test_preset_returns_independent_configs():
-    first = DREAMConfig.preset("asr")
-    first.input_dim = 3
-    assert DREAMConfig.preset("asr").input_dim == 39
+    first = DREAMConfig.preset("asr", input_dim=3)
+    assert first.input_dim == 3
+    assert DREAMConfig.preset("asr").input_dim == 39  # the overrides did not leak into the table
+
+
+# ---------------------------------------------------------------------------- immutability (issue 9, item 4)
+@pytest.mark.parametrize("field, value", [("kappa", 7.0), ("rank", 100), ("kappa", 0.9), ("ltc_enabled", False)])
+def test_config_cannot_be_changed_after_construction(field, value):
+    """The kernels read the config on every call: an assignment, even a valid one, would bypass the
+    validation (kappa=7 and rank > hidden_dim were accepted before)."""
+    cfg = DREAMConfig(input_dim=4, hidden_dim=8, rank=2)
+    before = cfg.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(cfg, field, value)
+    assert cfg.to_dict() == before
+
+
+def test_replace_returns_a_validated_copy():
+    cfg = DREAMConfig(input_dim=4, hidden_dim=8, rank=2)
+    changed = dataclasses.replace(cfg, kappa=1.0, rank=4)
+    assert (changed.kappa, changed.rank, cfg.kappa, cfg.rank) == (1.0, 4, 0.5, 2)
+    assert isinstance(changed.rank, int) and isinstance(changed.kappa, float)
+    with pytest.raises(DREAMError, match="kappa"):
+        dataclasses.replace(cfg, kappa=7.0)
+    with pytest.raises(DREAMError, match="rank must be <= hidden_dim"):
+        dataclasses.replace(cfg, rank=100)
+
+
+def test_config_is_hashable_and_compares_by_value():
+    a, b = DREAMConfig(input_dim=4), DREAMConfig(input_dim=4)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+
+
+def test_cell_config_can_only_be_replaced_with_the_same_dimensions():
+    cell = DREAMCell(DREAMConfig(input_dim=4, hidden_dim=8, rank=2))
+    cell.config = dataclasses.replace(cell.config, kappa=1.0)
+    assert cell.config.kappa == 1.0
+    for field, value in (("rank", 4), ("input_dim", 5), ("hidden_dim", 16)):
+        with pytest.raises(DREAMError, match=f"{field} is fixed by its weights"):
+            cell.config = dataclasses.replace(cell.config, **{field: value})
+    with pytest.raises(DREAMError, match="DREAMConfig"):
+        cell.config = {"kappa": 1.0}
+    assert cell.config.rank == 2
+
+
+# ---------------------------------------------------------------------------- computable values (item 8)
+@pytest.mark.parametrize("field, value, reason", [
+    ("time_step", 1e300, "overflows float32"),
+    ("time_step", 1e39, "overflows float32"),
+    ("target_norm", 1e-300, "rounds to 0"),
+    ("surprise_temperature", 1e-45, "rounds to 0"),
+    ("ltc_tau_sys", 1e-300, "rounds to 0"),
+    ("ltc_surprise_scale", 1e300, "overflows float32"),
+    ("base_plasticity", 1e300, "overflows float32"),
+    ("forgetting_rate", 1e300, "overflows float32"),
+    ("base_threshold", 1e40, "overflows float32"),
+    ("entropy_influence", 1e300, "overflows float32"),
+])
+def test_values_the_cell_cannot_compute_are_rejected_with_the_reason(field, value, reason):
+    with pytest.raises(DREAMError, match=rf"{field}=.*outside what the cell can compute.*{reason}"):
+        DREAMConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("time_step", 1e30), ("target_norm", 1e-30), ("surprise_temperature", 1e-30), ("forgetting_rate", 1e-300),
+    ("base_plasticity", 0.0), ("ltc_tau_sys", 1e-3), ("ltc_surprise_scale", 1e30),
+])
+def test_extreme_but_computable_values_are_accepted(field, value):
+    assert getattr(DREAMConfig(**{field: value}), field) == value
+
+
+def test_rejected_extremes_made_the_first_step_non_finite():
+    """What the float32 rule prevents: the first step of the cell is NaN with dt = 1e300."""
+    import torch
+
+    ok = DREAMCell(DREAMConfig(input_dim=3, hidden_dim=8, rank=2, time_step=1e30))
+    with torch.no_grad():
+        out, _ = ok.forward_sequence(torch.randn(2, 1, 3), ok.init_state(2))
+    assert torch.isfinite(out).all()
+    bad = object.__new__(DREAMConfig)  # bypass the validation to show the failure it prevents
+    for field in dataclasses.fields(DREAMConfig):
+        object.__setattr__(bad, field.name, getattr(ok.config, field.name))
+    object.__setattr__(bad, "time_step", 1e300)
+    ok.config = bad
+    ok.sequence_backend = "reference"
+    with torch.no_grad():
+        out, _ = ok.forward_sequence(torch.randn(2, 1, 3), ok.init_state(2))
+    assert not torch.isfinite(out).any()

@@ -237,6 +237,7 @@ def test_estimate_random_return_is_reproducible() -> None:
         ("dream_rl/RepeatPrevious-v0", {"k": 0}, "k"),
         ("dream_rl/RepeatPrevious-v0", {"k": 8, "length": 8}, "length"),
         ("dream_rl/CountRecall-v0", {"n_symbols": 0}, "n_symbols"),
+        ("dream_rl/CountRecall-v0", {"n_symbols": 1}, "n_symbols"),
         ("dream_rl/SwitchingBandit-v0", {"n_arms": 0}, "n_arms"),
         ("dream_rl/SwitchingBandit-v0", {"n_arms": 1}, "n_arms"),
         ("dream_rl/SwitchingBandit-v0", {"switch_prob": 1.5}, "switch_prob"),
@@ -258,6 +259,72 @@ def test_bad_constructor_arguments_raise_value_error(env_id: str, kwargs: dict, 
         with pytest.raises(ValueError, match=rf"\b{argument}\b.*got") as caught:
             gym.make(env_id, **kwargs)
     assert repr(kwargs[argument]) in str(caught.value)  # the message shows what was passed
+
+
+# ------------------------------------------------------------------------------------ after the end
+
+
+def _run_to_termination(env: gym.Env, env_id: str) -> np.ndarray:
+    """Step (random actions; scripted ones where random play never terminates) until terminated=True;
+    returns the last observation."""
+    policy = load_scripted_policy(env_id) if env_id.startswith(("dream_rl/MountainCar", "dream_rl/Acrobot")) else None
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    for _ in range(100):
+        while True:
+            observation, _, terminated, truncated, _ = env.step(policy(env) if policy else env.action_space.sample())
+            if terminated:
+                return observation
+            if truncated:
+                env.reset()
+                break
+    raise AssertionError(f"{env_id} never terminated")
+
+
+TERMINATING_IDS = [i for i in REGISTERED_IDS if i != "dream_rl/PendulumNoVel-v0"]  # Pendulum only truncates
+
+
+@pytest.mark.parametrize("env_id", TERMINATING_IDS)
+def test_step_after_termination_warns_once_and_pays_nothing(env_id: str) -> None:
+    """gymnasium's classic-control convention: after terminated=True a step warns and pays 0 (TMaze
+    paid +1 again, RepeatFirst and SwitchingBandit paid again, MountainCar charged -1, Acrobot
+    un-terminated). Here the step also changes nothing until reset()."""
+    env = gym.make(env_id)
+    last = np.copy(_run_to_termination(env, env_id))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps = [env.step(env.action_space.sample()) for _ in range(4)]
+    after_end = [w for w in caught if "after this episode terminated" in str(w.message)]
+    assert len(after_end) == 1, [str(w.message) for w in caught]
+    for observation, reward, terminated, truncated, _ in steps:
+        assert reward == 0.0 and terminated and not truncated
+        assert np.array_equal(observation, last)
+    env.reset(seed=1)  # a new episode plays (and warns) normally again
+    _run_to_termination(env, env_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env.step(env.action_space.sample())
+    assert any("after this episode terminated" in str(w.message) for w in caught)
+
+
+def test_tmaze_pays_the_turn_once() -> None:
+    env = gym.make("dream_rl/TMaze-v0", corridor_length=2)
+    env.reset(seed=0)
+    total = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(10):  # 3 steps end the episode; 7 more after the end
+            total += env.step(load_scripted_policy("dream_rl/TMaze-v0")(env))[1]
+    assert total == 1.0
+
+
+def test_step_after_the_end_still_checks_the_action() -> None:
+    env = gym.make("dream_rl/TMaze-v0", corridor_length=1).unwrapped
+    env.reset(seed=0)
+    env.step(0)
+    env.step(0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(5)
 
 
 # ------------------------------------------------------------------------------------ scores

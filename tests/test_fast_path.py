@@ -401,7 +401,142 @@ def test_config_changes_are_seen_on_the_next_call():
     state = random_state(cell, 2)
     with torch.no_grad():
         fast_sequence.run_sequence(cell, x, state, "auto")
-        cell.config.kappa, cell.config.ltc_enabled = 1.0, False
+        cell.config = dataclasses.replace(cell.config, kappa=1.0, ltc_enabled=False)
         got, _ = fast_sequence.run_sequence(cell, x, state, "auto")
         ref, _ = cell.reference_run_time_major(x, state)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ C++ kernel: threads, checkpoints, boundary
+
+needs_native = pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("B", [1, 5, 9])
+def test_native_threads_and_batch_chunks_match_reference(threads, B, monkeypatch):
+    """The batch split over 1 or 2 threads (uneven slices, chunks of up to 4 samples, B = 1 with a
+    thread to spare) changes nothing but the summation order of the parameter gradients."""
+    monkeypatch.setattr(_native, "MIN_WORK_FOR_THREADS", 0)  # thread even this small problem
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for case in ("default", "sleep_forced", "kappa_1_norm_binds"):
+            cell = make_cell(**CASES[case])
+            x = 1.5 * torch.randn(11, B, 5, generator=torch.Generator().manual_seed(B), dtype=F64)
+            state = random_state(cell, B)
+            assert_same(run(cell, x, state, "reference"), run(cell, x, state, "native"), rtol=1e-9, atol=1e-11)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_native
+@pytest.mark.parametrize("interval", [1, 2, 3, 5, 11, 12])
+def test_native_checkpoint_intervals_match_reference(interval, monkeypatch):
+    """The backward recomputes the fast weights from checkpoints every K steps; any K (a partial last
+    segment, one segment, a checkpoint every step) gives the reference's values."""
+    monkeypatch.setattr(_native, "checkpoint_interval", lambda T: interval)
+    cell = make_cell(**CASES["sleep_forced"])
+    x = 1.5 * torch.randn(12, 3, 5, generator=torch.Generator().manual_seed(11), dtype=F64)
+    state = random_state(cell, 3)
+    assert_same(run(cell, x, state, "reference"), run(cell, x, state, "native"), rtol=1e-9, atol=1e-11)
+
+
+def _kernel_args(cell: DREAMCell, T: int, B: int, dtype=F64):
+    p = cell._parameters
+    params = tuple(p[n].detach() for n in ("weight_in", "bias", "weight_rec", "weight_pred", "weight_err",
+                                            "plasticity", "log_tau_sys", "log_surprise_scale"))
+    x = torch.randn(T, B, cell.config.input_dim, dtype=dtype)
+    return fast_sequence.Consts.of(cell), cell.sensory_filter, x, params, as_tuple(random_state(cell, B, dtype=dtype))
+
+
+def _wrong_shape(t: torch.Tensor) -> torch.Tensor:
+    """Same dtype and device, one more element along the last axis."""
+    shape = list(t.shape)
+    shape[-1] += 1
+    return torch.zeros(shape, dtype=t.dtype)
+
+
+@needs_native
+@pytest.mark.parametrize("index", range(17))
+def test_native_boundary_rejects_any_mismatched_tensor(index):
+    """Every tensor handed to the C++ forward is checked (shape, dtype, device, layout) before the call:
+    a mismatch is a DREAMError naming it, never an out-of-bounds read."""
+    kernel = _native.load()
+    cell = make_cell()
+    k, V, x, params, states = _kernel_args(cell, 4, 2)
+    tensors = [x, *params[:5], V, *params[5:], *states]
+    name = _native._FORWARD_NAMES[index]
+
+    def call(replacement):
+        ts = list(tensors)
+        ts[index] = replacement
+        kernel.forward(k, ts[6], ts[0], (*ts[1:6], *ts[7:10]), tuple(ts[10:]), True)
+
+    # x and the filter define T, B, I and r (and x the dtype): a change there shows as the next
+    # tensor that no longer fits
+    pattern = "native DREAM kernel" if name in ("x", "sensory_filter") else name.replace(".", r"\.")
+    for bad in (_wrong_shape(tensors[index]), tensors[index].float(), tensors[index].to("meta")):
+        with pytest.raises(DREAMError, match=pattern):
+            call(bad)
+    if tensors[index].dim() == 2:
+        with pytest.raises(DREAMError, match=pattern):
+            call(tensors[index].to_sparse())
+
+
+@needs_native
+def test_native_boundary_state_of_another_config_is_an_error_not_a_crash():
+    """The issue's crash: a rank-1 state handed to a rank-512 cell (and a rank-512 state to a rank-1
+    cell, same hidden width) reached the C++ kernel unchecked."""
+    big = DREAMCell(DREAMConfig(input_dim=4, hidden_dim=512, rank=512))
+    small = DREAMCell(DREAMConfig(input_dim=4, hidden_dim=512, rank=1))
+    x = torch.randn(3, 2, 4)
+    for cell, other in ((big, small), (small, big)):
+        with pytest.raises(DREAMError, match=r"state\.U"):
+            fast_sequence.run_sequence(cell, x, other.init_state(2), "native")
+        with pytest.raises(DREAMError, match=r"state\.U"):
+            with torch.no_grad():
+                fast_sequence.run_sequence(cell, x, other.init_state(2), "native")
+
+
+@needs_native
+def test_native_boundary_checks_the_backward_inputs():
+    kernel = _native.load()
+    cell = make_cell()
+    k, V, x, params, states = _kernel_args(cell, 6, 2)
+    out, final, saved = kernel.forward(k, V, x, params, states, True)
+    g_out = torch.randn_like(out)
+    g_final = tuple(torch.randn_like(t) for t in final)
+    kernel.backward(k, V, x, states[0], states[1], out, params, saved, g_out, g_final)  # fine as built
+    four = torch.cat([saved.U_ckpt[:1]] * 4)  # no interval gives 4 checkpoints over 6 steps
+    for bad in (saved.U_ckpt[:0], four):
+        with pytest.raises(DREAMError, match="checkpoints"):
+            kernel.backward(k, V, x, states[0], states[1], out, params, saved._replace(U_ckpt=bad), g_out, g_final)
+    with pytest.raises(DREAMError, match=r"saved\.Ut_ckpt"):  # one checkpoint (K = 6) for U, three for U_target
+        kernel.backward(k, V, x, states[0], states[1], out, params, saved._replace(U_ckpt=saved.U_ckpt[:1]),
+                        g_out, g_final)
+    with pytest.raises(DREAMError, match=r"saved\.e"):
+        kernel.backward(k, V, x, states[0], states[1], out, params, saved._replace(e=saved.e[:, :1]), g_out, g_final)
+    with pytest.raises(DREAMError, match="grad of outputs"):
+        kernel.backward(k, V, x, states[0], states[1], out, params, saved, g_out[:-1], g_final)
+    with pytest.raises(DREAMError, match=r"state\.h"):
+        kernel.backward(k, V, x, states[0][:1], states[1], out, params, saved, g_out, g_final)
+    with pytest.raises(DREAMError, match="NativeSaved"):
+        kernel.backward(k, V, x, states[0], states[1], out, params, tuple(saved), g_out, g_final)
+
+
+@needs_native
+def test_native_boundary_resolves_lazy_negation_and_strides():
+    """A lazily negated view (its buffer holds the un-negated values) and an expanded view are
+    materialised before the kernel reads them."""
+    cell = make_cell()
+    state = random_state(cell, 3)
+    x = torch.randn(4, 3, 5, dtype=F64)
+    neg_x = torch._neg_view(-x)
+    assert neg_x.is_neg()
+    expanded = dataclasses.replace(state, adaptive_tau=state.adaptive_tau[:1].expand(3))
+    with torch.no_grad():
+        ref, _ = cell.reference_run_time_major(x, expanded)
+        got, _ = fast_sequence.run_sequence(cell, neg_x, expanded, "native")
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)

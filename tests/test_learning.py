@@ -7,7 +7,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from dream_rl import MlpDreamPolicy
+from dream_rl import TORSOS, MlpDreamPolicy
 
 # T-maze: the cue is shown once, at step 0; the decision comes 5 steps later. Reward +1 for the
 # cued arm, -1 for the other, so any memoryless policy scores 0 in expectation.
@@ -42,15 +42,21 @@ def test_feed_forward_policy_cannot():
     assert abs(mean_return) < 0.3
 
 
-# The zoo torsos of issue 12 through the generic policy, same task, settings and budget as DREAM's
-# test (each reaches 1.0 on seed 0 in 2-10 s; elman, slstm and self_attention on seeds 1-2 too).
-ZOO_TORSOS = ["elman", "slstm", "self_attention", "leworld"]
+# Every other memory through the generic policy, with DREAM's task, settings and budget. One budget
+# rule for every torso: the smallest of BUDGET, 2·BUDGET, 4·BUDGET at which it reaches >= 0.9 on
+# seeds 0, 1 and 2. MinGRU needs 4·BUDGET (measured at 2·BUDGET: 1.0, -0.03 on seeds 0, 1; at
+# 4·BUDGET: 1.0 on all three): its one update gate both writes and keeps, so holding the cue means
+# learning a gate that is high at the cue and low along the corridor.
+# 10-40 s each on 2 cores, so they run apart (`pytest -m slow`).
+BUDGET_FACTOR = {"mingru": 4}
+OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
 
 
-@pytest.mark.parametrize("torso", ZOO_TORSOS)
-def test_zoo_torso_recalls_the_cue(torso):
+@pytest.mark.slow
+@pytest.mark.parametrize("torso", OTHER_TORSOS)
+def test_torso_policy_recalls_the_cue(torso):
     env = make_vec_env(**TASK, seed=0)
     model = RecurrentPPO("MlpTorsoPolicy", env, policy_kwargs=dict(torso=torso, lstm_hidden_size=32), **PPO_KWARGS)
-    model.learn(BUDGET)
+    model.learn(BUDGET * BUDGET_FACTOR.get(torso, 1))
     mean_return, _ = evaluate_policy(model, env, n_eval_episodes=EPISODES)
-    assert mean_return >= 0.9, torso
+    assert mean_return >= 0.9, f"{torso}: mean return {mean_return:.2f}"

@@ -35,3 +35,55 @@ def test_reset_discards_non_finite_initial_state_and_gradients_flow():
     assert torch.isfinite(h).all()
     h.sum().backward()
     assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+
+
+@pytest.mark.parametrize("steps", [5, 9, 31, 128, 200])
+@pytest.mark.parametrize("complex_valued", [False, True])
+def test_gradients_equal_those_of_the_sequential_recurrence(steps, complex_valued):
+    """The hand-written backward (the reversed recurrence) against autograd through the step loop,
+    with a decay broadcast over the last dimension and resets inside the sequence."""
+    generator = torch.Generator().manual_seed(100 + steps)
+    dtype = torch.complex128 if complex_valued else torch.float64
+
+    def leaf(*shape):
+        values = torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+        return values.requires_grad_()
+
+    a = (0.95 * torch.rand(steps, 3, 4, 1, generator=generator, dtype=torch.float64)).to(dtype).requires_grad_()
+    b, h0 = leaf(steps, 3, 4, 5), leaf(3, 4, 5)
+    weights = torch.randn(steps, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype)
+    starts = torch.rand(steps, 3, generator=generator) < 0.1
+    grads = []
+    for scan in (linear_scan, linear_scan_sequential):
+        h = scan(a, b, h0, starts)
+        loss = (h * weights).real.sum() + h.abs().square().sum()
+        grads.append(torch.autograd.grad(loss, (a, b, h0)))
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_gradcheck_and_time_invariant_decay():
+    a = torch.rand(1, 2, 3, dtype=torch.float64, requires_grad=True)  # one decay for every step
+    b = torch.randn(12, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0), (a, b, h0))
+    torch.testing.assert_close(linear_scan(a, b, h0), linear_scan_sequential(a, b, h0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [3, 9, 31, 128])
+@pytest.mark.parametrize("complex_valued", [False, True])
+def test_one_decay_for_every_step(steps, complex_valued):
+    """a of leading size 1 (a time-invariant model without resets) takes its own, shorter path."""
+    generator = torch.Generator().manual_seed(200 + steps)
+    dtype = torch.complex128 if complex_valued else torch.float64
+    a = (0.9 * torch.rand(1, 1, 4, 1, generator=generator, dtype=torch.float64)).to(dtype).requires_grad_()
+    b = torch.randn(steps, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype).requires_grad_()
+    h0 = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64).to(dtype).requires_grad_()
+    weights = torch.randn(steps, 3, 4, 5, generator=generator, dtype=torch.float64).to(dtype)
+    results = []
+    for scan in (linear_scan, linear_scan_sequential):
+        h = scan(a, b, h0)
+        loss = (h * weights).real.sum()
+        results.append((h, *torch.autograd.grad(loss, (a, b, h0))))
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

@@ -20,6 +20,11 @@ T, B, F, H = 9, 4, 5, 8
 # Options that keep a torso small in these tests (defaults are sized for RL widths of 64+).
 SMALL_KWARGS: dict[str, dict] = {
     "dream": {"rank": 4},
+    "mamba": {"head_dim": 4, "d_state": 4, "chunk": 4},  # two heads, several chunks in a 9-step test
+    "ffm": {"memory_size": 4, "context_size": 2},
+    "mlstm": {"head_dim": 4, "chunk": 4},  # two heads, several chunks in a 9-step test
+    "linear_attention": {"head_dim": 4, "chunk": 4},
+    "shm": {"memory_size": 4, "num_thetas": 8},
     "slstm": {"num_heads": 2},
     "self_attention": {"window": 4, "attention_size": 8, "num_heads": 2},  # window < T: the window slides
     "leworld": {"num_words": 16, "word_size": 4, "max_range": 4, "controller_size": 8, "query_size": 4},

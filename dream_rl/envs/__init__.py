@@ -55,3 +55,7 @@ def register_envs() -> None:
             kwargs=dict(info.kwargs),
             max_episode_steps=info.max_episode_steps if info.time_limit else None,
         )
+
+    from dream_rl.envs.popgym import register_popgym_envs
+
+    register_popgym_envs()  # popgym/<Name>-v0 ids, when the optional popgym package is installed

@@ -1,6 +1,11 @@
 """Shared by the suite's own envs: constructor-argument checks (one clear ``ValueError`` per bad
-argument), a minimal ``rgb_array`` picture of the observation, and :class:`SuiteEnv`, the base
-class that renders it."""
+argument), a minimal ``rgb_array`` picture of the observation, :class:`SuiteEnv`, the base class
+that renders it and guards the end of an episode, and :class:`EndOfEpisodeGuard`, the same guard
+for the wrapped classic-control tasks.
+
+Stepping after ``terminated=True`` follows gymnasium's classic-control convention (CartPole's):
+the call warns once per episode and pays 0; here it also changes nothing (the last observation is
+returned again, with ``terminated=True``) until ``reset()``. No task pays a reward twice."""
 
 from __future__ import annotations
 
@@ -75,15 +80,78 @@ def observation_picture(observation: np.ndarray, space: spaces.Box, height: int 
     return image
 
 
+STEP_AFTER_END = (
+    "step() called after this episode terminated (terminated=True); call reset() first. Following "
+    "gymnasium's classic-control convention, such steps pay 0 and change nothing."
+)
+
+StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
+
+
 class SuiteEnv(gym.Env[np.ndarray, np.int64]):
     """Base of the suite's vector-observation, discrete-action envs: ``render()`` draws the last
-    observation (``self._last_obs``) as bars in ``rgb_array`` mode."""
+    observation (``self._last_obs``) as bars in ``rgb_array`` mode, and :meth:`step` guards the end
+    of the episode (see the module docstring); subclasses implement :meth:`_step`."""
 
     metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
     _last_obs: np.ndarray
+    _terminated = False
+    _warned_after_end = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        """Seed the generator and open a new episode (subclasses call this first)."""
+        super().reset(seed=seed, options=options)
+        self._terminated = self._warned_after_end = False
+
+    def step(self, action: np.int64) -> StepResult:
+        """One step of the task; after ``terminated=True``: warn once, pay 0, change nothing."""
+        if self._terminated:
+            if not self.action_space.contains(action):
+                raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+            if not self._warned_after_end:
+                gym.logger.warn(STEP_AFTER_END)
+                self._warned_after_end = True
+            return self._last_obs.copy(), 0.0, True, False, {}
+        observation, reward, terminated, truncated, info = self._step(action)
+        self._terminated = bool(terminated)
+        return observation, reward, terminated, truncated, info
+
+    def _step(self, action: np.int64) -> StepResult:
+        """The task's own step, only called within an episode."""
+        raise NotImplementedError
 
     def render(self) -> np.ndarray | None:
         """An ``rgb_array`` bar picture of the current observation (None without a render mode)."""
         if self.render_mode != "rgb_array":
             return None
         return observation_picture(self._last_obs, self.observation_space)
+
+
+class EndOfEpisodeGuard(gym.Wrapper):
+    """The :class:`SuiteEnv` end-of-episode guard around any env: after ``terminated=True`` a step
+    warns once, pays 0 and returns the last observation again (``terminated=True``) until ``reset()``.
+
+    gymnasium's own classic-control tasks disagree here (CartPole warns and pays 0, MountainCar
+    charges -1 again, Acrobot's episode can un-terminate), so the suite wraps them all."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._last_observation: Any = None
+        self._terminated = self._warned = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        self._last_observation, self._terminated, self._warned = observation, False, False
+        return observation, info
+
+    def step(self, action: Any) -> StepResult:
+        if self._terminated:
+            if not self.action_space.contains(action):
+                raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+            if not self._warned:
+                gym.logger.warn(STEP_AFTER_END)
+                self._warned = True
+            return self._last_observation, 0.0, True, False, {}
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._last_observation, self._terminated = observation, bool(terminated)
+        return observation, reward, terminated, truncated, info

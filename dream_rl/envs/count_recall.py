@@ -30,7 +30,7 @@ class CountRecallEnv(SuiteEnv):
     Episode end: terminates after ``length`` steps.
 
     Parameters:
-        n_symbols: alphabet size, an integer >= 1 (default 4).
+        n_symbols: alphabet size, an integer >= 2 (default 4).
         length: steps per episode, an integer >= 2 (default 16).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
 
@@ -41,7 +41,9 @@ class CountRecallEnv(SuiteEnv):
     """
 
     def __init__(self, n_symbols: int = 4, length: int = 16, render_mode: str | None = None) -> None:
-        self.n_symbols = check_int("n_symbols", n_symbols, minimum=1)
+        # with one symbol there is nothing to recall: the count is the step index (the random-return
+        # formula and the task family assume a choice between symbols, as in RepeatFirst)
+        self.n_symbols = check_int("n_symbols", n_symbols, minimum=2)
         self.length = check_int("length", length, minimum=2)
         self.render_mode = check_render_mode(render_mode)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_symbols,), dtype=np.float32)
@@ -67,7 +69,7 @@ class CountRecallEnv(SuiteEnv):
         self.counts[:] = 0
         return self._show_new_symbol(), {}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in [0, {self.length - 1}], got {action!r}")
         reward = 1.0 / self.length if int(action) == self.counts[self.symbol] else 0.0

@@ -11,7 +11,10 @@ Two wrappers do the work and can be put around any ``Box``-observation env:
 
 The factory functions below build the registered suite entries. They construct the gymnasium
 classic-control env classes directly (not through ``gymnasium.make``) so that the time limit comes
-from *our* registration only, without a second ``TimeLimit`` or env checker buried inside.
+from *our* registration only, without a second ``TimeLimit`` or env checker buried inside, and wrap
+them in :class:`~dream_rl.envs._common.EndOfEpisodeGuard`: a step after ``terminated=True`` warns
+once and pays 0 in every task (gymnasium's MountainCar would charge -1 again and Acrobot could
+un-terminate).
 
 Registered ids (time limits as in gymnasium):
 
@@ -48,7 +51,7 @@ from gymnasium import spaces
 from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv, PendulumEnv
 from gymnasium.utils import RecordConstructorArgs
 
-from dream_rl.envs._common import check_float
+from dream_rl.envs._common import EndOfEpisodeGuard, check_float
 
 __all__ = [
     "NOVEL_KEEP",
@@ -131,22 +134,22 @@ class NoisyObservationWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray
 
 def make_cartpole_novel(render_mode: str | None = None) -> gym.Env:
     """CartPole seeing only cart position and pole angle."""
-    return MaskVelocityWrapper(CartPoleEnv(render_mode=render_mode), NOVEL_KEEP["CartPole"])
+    return EndOfEpisodeGuard(MaskVelocityWrapper(CartPoleEnv(render_mode=render_mode), NOVEL_KEEP["CartPole"]))
 
 
 def make_pendulum_novel(render_mode: str | None = None) -> gym.Env:
     """Pendulum seeing only cos/sin of the angle."""
-    return MaskVelocityWrapper(PendulumEnv(render_mode=render_mode), NOVEL_KEEP["Pendulum"])
+    return EndOfEpisodeGuard(MaskVelocityWrapper(PendulumEnv(render_mode=render_mode), NOVEL_KEEP["Pendulum"]))
 
 
 def make_mountaincar_novel(render_mode: str | None = None) -> gym.Env:
     """MountainCar (discrete actions) seeing only the car's position."""
-    return MaskVelocityWrapper(MountainCarEnv(render_mode=render_mode), NOVEL_KEEP["MountainCar"])
+    return EndOfEpisodeGuard(MaskVelocityWrapper(MountainCarEnv(render_mode=render_mode), NOVEL_KEEP["MountainCar"]))
 
 
 def make_acrobot_novel(render_mode: str | None = None) -> gym.Env:
     """Acrobot seeing only cos/sin of both joint angles."""
-    return MaskVelocityWrapper(AcrobotEnv(render_mode=render_mode), NOVEL_KEEP["Acrobot"])
+    return EndOfEpisodeGuard(MaskVelocityWrapper(AcrobotEnv(render_mode=render_mode), NOVEL_KEEP["Acrobot"]))
 
 
 def make_cartpole_noisy(noise_std: float = 0.05, render_mode: str | None = None) -> gym.Env:
@@ -155,7 +158,7 @@ def make_cartpole_noisy(noise_std: float = 0.05, render_mode: str | None = None)
     The default 0.05 is a quarter of the pole-angle failure threshold (0.21 rad), so one frame is an
     unreliable estimate and averaging a few frames (memory) pays off.
     """
-    return NoisyObservationWrapper(CartPoleEnv(render_mode=render_mode), noise_std)
+    return EndOfEpisodeGuard(NoisyObservationWrapper(CartPoleEnv(render_mode=render_mode), noise_std))
 
 
 # --------------------------------------------------------------------------- scripted references

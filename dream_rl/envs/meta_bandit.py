@@ -93,7 +93,7 @@ class MetaBanditEnv(SuiteEnv):
         self.good_arm = int(self.np_random.integers(self.n_arms))
         return self._observation(None, 0.0, boundary=True), {"inner_episode": 0}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
         reward = 1.0 if int(action) == self.good_arm else 0.0

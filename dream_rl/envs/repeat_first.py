@@ -66,7 +66,7 @@ class RepeatFirstEnv(SuiteEnv):
         self.first_symbol = int(self.np_random.integers(self.n_symbols))
         return self._observation(self.first_symbol), {}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
         reward = 1.0 / self.length if int(action) == self.first_symbol else 0.0

@@ -72,7 +72,7 @@ class RepeatPreviousEnv(SuiteEnv):
         self.history.clear()
         return self._show_new_symbol(), {}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
         reward = 0.0

@@ -86,7 +86,7 @@ class SwitchingBanditEnv(SuiteEnv):
         self.best_arm = int(self.np_random.integers(self.n_arms))
         return self._observation(None, 0.0), {"best_arm": self.best_arm}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
         p = self.p_best if int(action) == self.best_arm else self.p_other

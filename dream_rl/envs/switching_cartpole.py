@@ -126,7 +126,7 @@ class SwitchingCartPoleEnv(SuiteEnv):
         self._draw_regime(exclude=None)
         return self._observation(0.0), {"pole_length": self.pole_length, "polarity": self.polarity}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be 0 or 1, got {action!r}")
         switched = self.np_random.random() < self.switch_prob

@@ -76,7 +76,7 @@ class TMazeEnv(SuiteEnv):
         self.position = 0
         return self._observation(), {}
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action must be 0 or 1, got {action!r}")
         if self.position < self.corridor_length:

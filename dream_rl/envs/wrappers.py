@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 
-from dream_rl.envs._common import check_int
+from dream_rl.envs._common import EndOfEpisodeGuard, check_int
 
 __all__ = ["RL2Trial", "FLAG_KEY", "make_rl2_trial"]
 
@@ -134,9 +134,10 @@ def make_rl2_trial(
     same_task: bool = True,
     inner_truncation: str = "ends_trial",
     render_mode: str | None = None,
-) -> RL2Trial:
+) -> gym.Env:
     """The entry point of ``dream_rl/RL2-v0``: ``env`` (a registered gymnasium id, or a
-    ``"module:callable"`` entry point) built with ``env_kwargs``, wrapped in :class:`RL2Trial`."""
+    ``"module:callable"`` entry point) built with ``env_kwargs``, wrapped in :class:`RL2Trial`
+    and in the suite's end-of-episode guard (a step after the trial ends warns and pays 0)."""
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
@@ -146,4 +147,4 @@ def make_rl2_trial(
         inner = load_env_creator(env)(**kwargs)
     else:
         raise ValueError(f"env must be a registered gymnasium id or a 'module:callable' entry point, got {env!r}")
-    return RL2Trial(inner, episodes_per_trial, same_task=same_task, inner_truncation=inner_truncation)
+    return EndOfEpisodeGuard(RL2Trial(inner, episodes_per_trial, same_task=same_task, inner_truncation=inner_truncation))

@@ -1,18 +1,26 @@
 """Experiment configs: read a YAML file, apply dotted overrides, validate every key.
 
-A config describes one experiment: one environment, one set of RecurrentPPO hyper-parameters,
-several policies and several seeds. Every policy is trained once per seed with the same budget.
+A config describes one experiment: one or several environments, one set of RecurrentPPO
+hyper-parameters, several policies and several seeds. Every policy is trained once per seed on
+every environment with the same budget: the runs are env x policy x seed.
 
 Schema (``[default]``; keys without a default are required)::
 
     name: str                      experiment name; outputs go to <output_dir>/<name>/
                                    (letters, digits, '_', '-', '.')
-    env:
+    env:                           one environment (or `envs:` below, not both)
       id: str                      a registered gymnasium id, e.g. dream_rl/TMaze-v0
       kwargs: {str: any}           [{}] passed to gymnasium.make; checked against the env's
                                    constructor
       n_envs: int >= 1             [8] parallel training environments
       vec_env: dummy | subproc     [dummy] DummyVecEnv (one process) or SubprocVecEnv
+    envs:                          several environments: a list of env entries as above, plus
+      - id: ...                    label: str            [the id's last part, e.g. TMaze-v0] the
+        label: str                                       env's output folder; required when two
+        total_timesteps: int >= 1                        entries share an id
+        eval_every: int >= 1       total_timesteps, eval_every  [train's] this env's budget
+        algo: {str: any}           algo                  [{}] RecurrentPPO arguments for this
+                                                         env only, over the top-level algo
     algo:                          [{}] RecurrentPPO constructor arguments (n_steps, batch_size,
                                    learning_rate, gamma, ...). Missing ones get RecurrentPPO's
                                    defaults, except device, which defaults to "cpu". policy, env,
@@ -21,30 +29,38 @@ Schema (``[default]``; keys without a default are required)::
     policies:                      one entry per policy to compare; the label names the output
       <label>:                     folder (letters, digits, '_', '-', '.')
         policy: str                a policy class name: dream-rl's (dream_rl.POLICIES, e.g.
-                                   MlpDreamPolicy, MlpGruPolicy) or sb3-contrib's (MlpLstmPolicy,
-                                   CnnLstmPolicy, MultiInputLstmPolicy)
+                                   MlpDreamPolicy, MlpGruPolicy, MlpTorsoPolicy) or sb3-contrib's
+                                   (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy)
         policy_kwargs: {str: any}  [{}] the policy's constructor arguments (lstm_hidden_size,
-                                   n_lstm_layers, net_arch, dream_kwargs, ...). Classes are given
-                                   by name: activation_fn: ReLU, optimizer_class: AdamW,
+                                   n_lstm_layers, net_arch, dream_kwargs, ...; for MlpTorsoPolicy
+                                   torso: a name in dream_rl.TORSOS and torso_kwargs). Classes are
+                                   given by name: activation_fn: ReLU, optimizer_class: AdamW,
                                    features_extractor_class: NatureCNN.
       <label>: PolicyName          short for {policy: PolicyName}
     train:
       total_timesteps: int >= 1    environment steps per run (all n_envs together)
-      seeds: [int >= 0, ...]       [[0]] one run per policy per seed; distinct
-      eval_every: int >= 1         [total_timesteps // 10] steps between evaluations
+      seeds: [int >= 0, ...]       [[0]] one run per env, policy and seed; distinct
+      eval_every: int >= 1         [max(total_timesteps // 10, n_envs)] steps between evaluations
       eval_episodes: int >= 1      [20] episodes per evaluation
       eval_deterministic: bool     [true] greedy actions during evaluation
       checkpoint_every: int >= 1   [eval_every] steps between checkpoints
       keep_checkpoints: int >= 1   [3] most recent checkpoints kept per run
-      progress_bar: bool           [true] a progress bar per run (tqdm + rich)
-      torch_threads: int >= 1      [1] torch.set_num_threads during training
+      progress_bar: bool           [true] a progress bar per run (tqdm + rich; only with one worker)
+      torch_threads: int >= 1      [1] torch.set_num_threads during training (and the CPUs a
+                                   parallel worker or a Ray task asks for)
+    report:
+      baseline: str                [lstm if there is such a policy] the policy label the others
+                                   are compared with (probability of improvement) in the
+                                   aggregate over envs
     output_dir: str                [runs] root of all outputs
 
 A relative output_dir is relative to the working directory. Numbers may be written ``3e-4`` or
 ``1e5`` (YAML 1.1 would read those as strings); an integer key accepts a float with an integral
 value (``1e5``).
 
-:func:`load_config` reads, overrides and validates a file and returns an
+The static sections are pydantic models (unknown keys forbidden, typed ranges); ``algo`` is a
+pydantic model built from RecurrentPPO's signature; policy and env kwargs are checked against the
+constructors they go to. :func:`load_config` reads, overrides and validates a file and returns an
 :class:`ExperimentConfig` in which every default is filled in (the "resolved" config that each run
 saves). Any problem raises :class:`ConfigError` with a one-line message that names the key path
 and, for an unknown key or name, the nearest valid one.
@@ -52,27 +68,42 @@ and, for an unknown key or name, the nearest valid one.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import functools
 import inspect
-import math
-import numbers
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
     "EnvConfig",
     "ExperimentConfig",
     "PolicyConfig",
+    "ReportConfig",
+    "Run",
+    "SuiteEnvConfig",
     "TrainConfig",
     "apply_overrides",
     "config_to_yaml",
+    "dump_yaml",
     "load_config",
     "parse_override",
     "policy_names",
@@ -98,78 +129,6 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Resolved config
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    id: str
-    kwargs: dict[str, Any]
-    n_envs: int = 8
-    vec_env: str = "dummy"
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    policy: str
-    policy_kwargs: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    total_timesteps: int
-    seeds: list[int]
-    eval_every: int
-    eval_episodes: int = 20
-    eval_deterministic: bool = True
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 3
-    progress_bar: bool = True
-    torch_threads: int = 1
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """A validated config with every default filled in."""
-
-    name: str
-    env: EnvConfig
-    algo: dict[str, Any]
-    policies: dict[str, PolicyConfig]
-    train: TrainConfig
-    output_dir: str = "runs"
-
-    @property
-    def experiment_dir(self) -> Path:
-        """``<output_dir>/<name>``: holds the comparison and one folder per policy."""
-        return Path(self.output_dir) / self.name
-
-    def run_dir(self, label: str, seed: int) -> Path:
-        """``<output_dir>/<name>/<label>/seed_<seed>``: everything one run leaves behind."""
-        return self.experiment_dir / label / f"seed_{seed}"
-
-    def runs(self) -> list[tuple[str, int]]:
-        """(policy label, seed) of every run, policy by policy."""
-        return [(label, seed) for label in self.policies for seed in self.train.seeds]
-
-    def for_run(self, label: str, seed: int) -> ExperimentConfig:
-        """This config narrowed to one policy and one seed (what a run saves as config.yaml)."""
-        train = dataclasses.replace(self.train, seeds=[seed])
-        return dataclasses.replace(self, policies={label: self.policies[label]}, train=train)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict in schema order (a valid config again)."""
-        return {
-            "name": self.name,
-            "env": dataclasses.asdict(self.env),
-            "algo": dict(self.algo),
-            "policies": {label: dataclasses.asdict(p) for label, p in self.policies.items()},
-            "train": dataclasses.asdict(self.train),
-            "output_dir": self.output_dir,
-        }
-
-
-# --------------------------------------------------------------------------------------------
 # Reading YAML and overrides
 
 
@@ -177,20 +136,21 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads 3e-4 as a float and rejects duplicate keys."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789."))
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # an unhashable key: yaml reports it below
+            continue
+        if duplicate:
             raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", str(key))
-        seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -198,7 +158,21 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    if _is_recursive(data):
+        raise ConfigError("recursive YAML anchor (a value that contains itself, like `a: &a [*a]`)")
+    return data
+
+
+def _is_recursive(value: Any, open_containers: frozenset[int] = frozenset()) -> bool:
+    """Whether a loaded YAML value contains itself (an alias to an enclosing anchor)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    if id(value) in open_containers:
+        return True
+    inner = open_containers | {id(value)}
+    items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+    return any(_is_recursive(item, inner) for item in items)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -207,12 +181,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = _yaml_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start}): a config is YAML text") from None
+    try:
+        data = _yaml_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}", error.key) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping (name: ..., env: ..., ...)")
     return data
@@ -225,30 +205,42 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.split(".")
     if not sep or not key or any(not part or not part.strip() for part in path):
         raise ConfigError(f"bad override {text!r}: expected KEY.PATH=VALUE, e.g. train.total_timesteps=5000", key)
-    if not value_text.strip():
+    if not value_text.strip(" \t\r\n"):  # YAML's white space (a lone U+00A0 is a value)
         raise ConfigError(f"bad override {text!r}: empty value (write null for None)", key)
     try:
         value = _yaml_load(value_text)
     except yaml.YAMLError:
         raise ConfigError(f"bad override {text!r}: the value is not valid YAML (quote strings with brackets)", key) from None
+    except ConfigError as error:
+        raise ConfigError(f"bad override {text!r}: {error}", key) from None
     return [part.strip() for part in path], value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``raw`` with dotted overrides applied (missing mappings are created)."""
+    """A copy of ``raw`` with dotted overrides applied (missing mappings are created; a number
+    indexes a list: ``envs.0.kwargs.corridor_length=50``)."""
     result = _deep_copy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node = result
-        for depth, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                where = ".".join(path[: depth + 1])
-                raise ConfigError(f"bad override {text!r}: {where} is not a mapping", where)
-            node = child
-        node[path[-1]] = value
+        node: Any = result
+        for depth, part in enumerate(path):
+            where = ".".join(path[: depth + 1])
+            last = depth == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"bad override {text!r}: {where}: index out of range (0..{len(node) - 1})", where)
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+            else:
+                parent = ".".join(path[:depth])
+                raise ConfigError(f"bad override {text!r}: {parent} is not a mapping", parent)
+            if last:
+                node[index] = value
+            else:
+                if isinstance(node, dict) and node.get(index) is None:
+                    node[index] = {}
+                node = node[index]
     return result
 
 
@@ -258,17 +250,28 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style lists (seeds: [0, 1], net_arch: [64, 64])."""
+    """Block-style mappings, flow-style lists of scalars (seeds: [0, 1], net_arch: [64, 64]);
+    quotes the strings that _Loader would read as floats ('1e5')."""
 
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789."))
 
 _Dumper.add_representer(
-    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+    list,
+    lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", data, flow_style=not any(isinstance(item, (dict, list)) for item in data)
+    ),
 )
 
 
 def config_to_yaml(config: ExperimentConfig) -> str:
     """The resolved config as YAML (readable back by :func:`load_config`)."""
-    return yaml.dump(config.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    return dump_yaml(config.to_dict())
+
+
+def dump_yaml(value: Any, flow: bool = False) -> str:
+    """``value`` as YAML that :func:`read_yaml` and overrides read back as the same value."""
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=10**9)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -280,101 +283,592 @@ def _deep_copy(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Checks on single values. Each returns the (normalised) value or raises ConfigError.
+# Problems found by validators, and the one-line messages made of them
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+class _Problem(ValueError):
+    """A problem at ``path`` below the value being validated (pydantic adds where that value is).
+
+    ``unknown`` with ``valid`` keys makes the message "unknown key '<path>' (did you mean ...)".
+    """
+
+    def __init__(
+        self, path: tuple[Any, ...], message: str, suggestion: str | None = None, valid: Iterable[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path, self.message, self.suggestion = tuple(path), message, suggestion
+        self.valid = list(valid) if valid is not None else None
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    """``train.seeds``; a key that would break the one-line message is shown as its repr."""
+    return ".".join(str(part) if str(part).isprintable() else repr(part) for part in path)
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
 
 
-def _check_int(value: Any, key: str, low: int | None = None) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    wanted = "an integer" + (f" >= {low}" if low is not None else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{key}: expected {wanted}, got {_describe(value)}", key)
-    if low is not None and value < low:
-        raise ConfigError(f"{key}: must be >= {low}, got {value}", key)
-    return int(value)
-
-
-def _check_float(
-    value: Any, key: str, low: float = -math.inf, high: float = math.inf, low_open: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{key}: expected a number, got {_describe(value)}", key)
-    value = float(value)
-    too_low = value < low or (low_open and value == low)
-    if not math.isfinite(value) or too_low or value > high:
-        left = "(" if low_open else "["
-        right = ")" if math.isinf(high) else "]"
-        bounds = f"{left}{low:g}, {high:g}{right}"
-        raise ConfigError(f"{key}: must be in {bounds}, got {value!r}", key)
-    return value
-
-
-def _check_bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {_describe(value)}", key)
-    return value
-
-
-def _check_str(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}: expected a non-empty string, got {_describe(value)}", key)
-    return value
-
-
-def _check_choice(value: Any, key: str, choices: Sequence[str]) -> str:
-    value = _check_str(value, key)
-    if value not in choices:
-        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}", key, _nearest(value, choices))
-    return value
-
-
-def _check_mapping(value: Any, key: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping (key: value, ...), got {_describe(value)}", key)
-    for name in value:
-        if not isinstance(name, str):
-            raise ConfigError(f"{key}: keys must be strings, got {name!r}", key)
-    return value
-
-
-def _check_safe_name(value: Any, key: str) -> str:
-    value = _check_str(value, key)
-    if not _SAFE_NAME.match(value) or value in (".", ".."):
-        raise ConfigError(f"{key}: {value!r} is used as a folder name: use letters, digits, '_', '-', '.'", key)
-    return value
-
-
-def _nearest(word: str, candidates: Iterable[str]) -> str | None:
+def _nearest(word: Any, candidates: Iterable[Any]) -> str | None:
     """The candidate closest to ``word`` (case-insensitively), or None if none is close."""
     by_lower = {str(c).lower(): str(c) for c in candidates}
     matches = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[matches[0]] if matches else None
 
 
-def _check_keys(mapping: dict[str, Any], valid: Iterable[str], prefix: str, required: Iterable[str] = ()) -> None:
-    """Unknown keys (with the nearest valid one) and missing required keys."""
-    valid = list(valid)
-    for key in mapping:
+def _config_error(path: tuple[Any, ...], problem: _Problem) -> ConfigError:
+    key = _dotted(path)
+    if problem.valid is not None:  # an unknown key
+        near = _nearest(path[-1], problem.valid)
+        parent = _dotted(path[:-1])
+        if near is not None:
+            hint = f"did you mean '{parent + '.' if parent else ''}{near}'?"
+        else:
+            hint = f"valid keys: {', '.join(problem.valid)}" if problem.valid else "no keys are allowed here"
+        return ConfigError(f"unknown key '{key}' ({hint})", key, near)
+    if problem.message == "missing":
+        return ConfigError(f"missing required key '{key}'", key)
+    return ConfigError(f"{key}: {problem.message}" if key else problem.message, key, problem.suggestion)
+
+
+# pydantic error types -> our wording (ctx values fill the braces)
+_MESSAGES = {
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "string_too_short": "expected a non-empty string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value, ...)",
+    "model_type": "expected a mapping (key: value, ...)",
+    "model_attributes_type": "expected a mapping (key: value, ...)",
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "literal_error": "must be one of {expected}",
+    "none_required": "expected null",
+}
+
+
+def _first_problem(error: ValidationError) -> tuple[tuple[Any, ...], _Problem]:
+    """The full path and the problem of the first error of a pydantic ValidationError."""
+    first = error.errors(include_url=False)[0]
+    path = tuple(first["loc"])
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problem):
+        return path + cause.path, cause
+    if isinstance(cause, ValidationError):
+        inner_path, problem = _first_problem(cause)
+        return path + inner_path, problem
+    kind = first["type"]
+    if kind == "missing":
+        return path, _Problem((), "missing")
+    if kind == "extra_forbidden":
+        return path, _Problem((), "", valid=[])
+    wording = _MESSAGES.get(kind)
+    message = wording.format(**(first.get("ctx") or {})) if wording else first["msg"]
+    return path, _Problem((), f"{message}, got {_describe(first['input'])}" if "input" in first else message)
+
+
+def _from_validation_error(error: ValidationError, prefix: tuple[Any, ...] = ()) -> ConfigError:
+    """The first error of a pydantic ValidationError as a one-line ConfigError."""
+    path, problem = _first_problem(error)
+    return _config_error(prefix + path, problem)
+
+
+# --------------------------------------------------------------------------------------------
+# Value types
+
+
+def _integral(value: Any) -> Any:
+    """1e5 (read as a float) is fine where an integer is expected."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _safe_name(value: str) -> str:
+    if not _SAFE_NAME.match(value) or value in (".", ".."):
+        raise _Problem((), f"{value!r} is used as a folder name: use letters, digits, '_', '-', '.'")
+    return value
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise _Problem((), f"keys must be strings, got {key!r}")
+    return value
+
+
+Int = Annotated[int, Strict(), BeforeValidator(_integral)]
+Count = Annotated[Int, Field(ge=1)]
+Seed = Annotated[Int, Field(ge=0)]
+Bool = Annotated[bool, Strict()]
+Text = Annotated[str, Strict(), Field(min_length=1)]
+FolderName = Annotated[Text, AfterValidator(_safe_name)]
+Kwargs = Annotated[dict[str, Any], Strict(), BeforeValidator(_string_keys), BeforeValidator(_none_is_empty)]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Positive = Annotated[Number, Field(gt=0)]
+NonNegative = Annotated[Number, Field(ge=0)]
+Fraction = Annotated[Number, Field(ge=0, le=1)]
+
+
+class _Section(BaseModel):
+    """A config section: unknown keys are an error naming the nearest valid key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise _Problem((), f"expected a mapping (key: value, ...), got {_describe(data)}")
+        _string_keys(data)
+        for key in data:
+            if key not in cls.model_fields:
+                raise _Problem((key,), "", valid=cls.model_fields)
+        for name, field in cls.model_fields.items():
+            if field.is_required() and name not in data:
+                raise _Problem((name,), "missing")
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+def _registered_env(env_id: str) -> str:
+    import gymnasium as gym
+
+    import dream_rl  # noqa: F401  (registers the suite)
+
+    if env_id not in gym.registry:
+        near = _nearest(env_id, gym.registry)
+        hint = f"did you mean '{near}'?" if near else "`dream-rl envs` lists the suite"
+        raise _Problem((), f"{env_id!r} is not a registered gymnasium environment ({hint})", near)
+    return env_id
+
+
+class EnvConfig(_Section):
+    """One environment (the ``env:`` form)."""
+
+    id: Annotated[Text, AfterValidator(_registered_env)]
+    kwargs: Kwargs = {}
+    n_envs: Count = 8
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+
+    @model_validator(mode="after")
+    def _kwargs_fit_the_constructor(self) -> EnvConfig:
+        _check_env_kwargs(self.id, self.kwargs)
+        return self
+
+
+class SuiteEnvConfig(EnvConfig):
+    """One entry of ``envs:``: an env with its output folder and its own budget or algo values."""
+
+    label: FolderName | None = None
+    total_timesteps: Count | None = None
+    eval_every: Count | None = None
+    algo: Kwargs = {}
+
+    @field_validator("algo")
+    @classmethod
+    def _partial_algo(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _validate_algo(value, fill_defaults=False)
+
+
+def default_env_label(env_id: str) -> str:
+    """A folder name for an env id: its last part with unsafe characters replaced (TMaze-v0)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", env_id.rsplit("/", 1)[-1]) or "env"
+
+
+class PolicyConfig(_Section):
+    """One policy to compare: a class name and its constructor arguments."""
+
+    policy: Text
+    policy_kwargs: Kwargs = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"policy": data} if isinstance(data, str) else data  # `lstm: MlpLstmPolicy`
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        resolve_policy(name, "")
+        return name
+
+    @field_validator("policy_kwargs")
+    @classmethod
+    def _fit_the_policy(cls, kwargs: dict[str, Any], info: Any) -> dict[str, Any]:
+        if "policy" not in info.data:  # the policy name failed: reported already
+            return kwargs
+        return _validate_policy_kwargs(resolve_policy(info.data["policy"]), kwargs)
+
+
+def _distinct_seeds(seeds: Any) -> Any:
+    if isinstance(seeds, bool) or not isinstance(seeds, list) or not seeds:
+        raise _Problem((), f"expected a non-empty list of integers, e.g. [0, 1, 2], got {_describe(seeds)}")
+    return seeds
+
+
+class TrainConfig(_Section):
+    total_timesteps: Count
+    seeds: Annotated[list[Seed], BeforeValidator(_distinct_seeds)] = [0]
+    eval_every: Count | None = None  # resolved: max(total_timesteps // 10, n_envs)
+    eval_episodes: Count = 20
+    eval_deterministic: Bool = True
+    checkpoint_every: Count | None = None  # resolved: eval_every
+    keep_checkpoints: Count = 3
+    progress_bar: Bool = True
+    torch_threads: Count = 1
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise _Problem((), f"seeds must be distinct, got {seeds}")
+        return seeds
+
+
+class ReportConfig(_Section):
+    baseline: Text | None = None  # resolved: "lstm" when there is such a policy
+
+
+class ExperimentConfig(_Section):
+    """A validated config with every default filled in (see the module docstring)."""
+
+    name: FolderName
+    env: EnvConfig | None = None
+    envs: list[SuiteEnvConfig] | None = None
+    algo: Annotated[Kwargs, Field(validate_default=True)] = {}
+    policies: dict[str, PolicyConfig]
+    train: TrainConfig
+    report: ReportConfig = ReportConfig()
+    output_dir: Text = "runs"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_env_form(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "env" not in data and "envs" not in data:
+                raise _Problem(("env",), "missing")
+            if "env" in data and "envs" in data:
+                raise _Problem(("envs",), "give either env: (one environment) or envs: (a list), not both")
+        return data
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _a_mapping(cls, env: Any) -> Any:
+        if env is None:  # (None is only the default of the envs: form)
+            raise _Problem((), "expected a mapping (id: ..., kwargs: ...), got None")
+        return env
+
+    @field_validator("envs", mode="before")
+    @classmethod
+    def _non_empty_list(cls, envs: Any) -> Any:
+        if not isinstance(envs, list) or not envs:
+            raise _Problem((), f"expected a non-empty list of envs (- id: ...), got {_describe(envs)}")
+        return envs
+
+    @field_validator("algo")
+    @classmethod
+    def _full_algo(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _validate_algo(value, fill_defaults=True)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _policy_labels(cls, policies: Any) -> Any:
+        if isinstance(policies, dict):
+            if not policies:
+                raise _Problem((), "at least one policy is needed, e.g. lstm: {policy: MlpLstmPolicy}")
+            for label in policies:
+                if not isinstance(label, str) or not label:
+                    raise _Problem((), f"policy labels must be non-empty strings, got {label!r}")
+                _located(lambda: _safe_name(label), (label,))
+        return policies
+
+    # --- the experiment's layout --------------------------------------------------------------
+
+    @property
+    def experiment_dir(self) -> Path:
+        """``<output_dir>/<name>``: holds the comparison, the resolved config and the runs."""
+        return Path(self.output_dir) / self.name
+
+    @property
+    def env_list(self) -> list[EnvConfig]:
+        """The environments, in order (one for the ``env:`` form)."""
+        return list(self.envs) if self.envs is not None else [self.env]  # type: ignore[list-item]
+
+    def env_label(self, env: EnvConfig) -> str | None:
+        """The env's folder name under the experiment (None in the ``env:`` form: no env level)."""
+        return env.label if isinstance(env, SuiteEnvConfig) else None
+
+    def env_dir(self, env: EnvConfig) -> Path:
+        """Where an env's runs and per-env comparison go."""
+        label = self.env_label(env)
+        return self.experiment_dir / label if label else self.experiment_dir
+
+    def runs(self) -> list[Run]:
+        """Every run, env by env, policy by policy, seed by seed."""
+        return [Run(self, env, label, seed) for env in self.env_list for label in self.policies for seed in self.train.seeds]
+
+    def run(self, policy: str, seed: int, env: str | None = None) -> Run:
+        """The run of policy label ``policy`` and ``seed`` on the env labelled ``env`` (without
+        ``env``: on the first env)."""
+        for run in self.runs():
+            if run.policy_label == policy and run.seed == seed and env in (None, run.env_label):
+                return run
+        raise ConfigError(f"no run {env + '/' if env else ''}{policy}/seed_{seed} in experiment {self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict in schema order (a valid config again)."""
+        data = self.model_dump(mode="python")
+        if self.envs is None:
+            del data["envs"]
+        else:
+            del data["env"]
+            # per-env overrides that are not used are left out
+            data["envs"] = [{k: v for k, v in env.items() if k == "kwargs" or v not in (None, {})} for env in data["envs"]]
+        return data
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: an env, a policy and a seed of an experiment, with the env's budget and
+    algo values folded in."""
+
+    experiment: ExperimentConfig
+    env: EnvConfig
+    policy_label: str
+    seed: int
+
+    @property
+    def env_label(self) -> str | None:
+        return self.experiment.env_label(self.env)
+
+    @property
+    def name(self) -> str:
+        """``<env label>/<policy>/seed_<k>`` (no env part in the ``env:`` form)."""
+        return _dotted_path(self.env_label, self.policy_label, f"seed_{self.seed}")
+
+    @property
+    def run_dir(self) -> Path:
+        """Everything this run leaves behind."""
+        return self.experiment.env_dir(self.env) / self.policy_label / f"seed_{self.seed}"
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self.experiment.policies[self.policy_label]
+
+    @property
+    def algo(self) -> dict[str, Any]:
+        """RecurrentPPO's arguments: the experiment's, updated by the env's own."""
+        return {**self.experiment.algo, **getattr(self.env, "algo", {})}
+
+    @property
+    def train(self) -> TrainConfig:
+        """The train section with this env's budget and this seed."""
+        env_total = getattr(self.env, "total_timesteps", None)
+        env_every = getattr(self.env, "eval_every", None)
+        return self.experiment.train.model_copy(update={
+            "seeds": [self.seed],
+            "total_timesteps": env_total or self.experiment.train.total_timesteps,
+            "eval_every": env_every or self.experiment.train.eval_every,
+            "checkpoint_every": env_every or self.experiment.train.checkpoint_every,
+        })
+
+    @property
+    def config(self) -> ExperimentConfig:
+        """The experiment narrowed to this run (what it saves as config.yaml; re-runnable)."""
+        one_env = {"envs": [self.env]} if self.experiment.envs is not None else {"env": self.env}
+        baseline = self.experiment.report.baseline
+        return self.experiment.model_copy(update={
+            **one_env,
+            "policies": {self.policy_label: self.policy},
+            "train": self.experiment.train.model_copy(update={"seeds": [self.seed]}),
+            "report": ReportConfig(baseline=baseline if baseline == self.policy_label else None),
+        })
+
+
+def _dotted_path(*parts: str | None) -> str:
+    return "/".join(part for part in parts if part)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate_config(raw: Any) -> ExperimentConfig:
+    """Check every key of a raw config and fill in the defaults (see the module docstring)."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise _from_validation_error(error) from None
+    except _Problem as problem:  # raised before pydantic's own loop (a non-mapping config)
+        raise _config_error(("config",), problem) from None
+    return _resolve(config)
+
+
+def _resolve(config: ExperimentConfig) -> ExperimentConfig:
+    """Checks across sections, and the defaults that depend on other values."""
+    spaces = []
+    for where, env in _envs_with_paths(config):
+        spaces.append(_observation_space(env, where))
+    for (where, env), space in zip(_envs_with_paths(config), spaces):
+        for label, spec in config.policies.items():
+            _check_policy_space(spec.policy, space, f"policies.{label}.policy", env.id)
+
+    envs = config.envs
+    if envs is not None:
+        envs = [env if env.label else env.model_copy(update={"label": default_env_label(env.id)}) for env in envs]
+        seen: dict[str, int] = {}
+        for index, env in enumerate(envs):
+            if env.label in seen:
+                raise ConfigError(
+                    f"envs.{index}.label: envs {seen[env.label]} and {index} are both labelled {env.label!r} "
+                    "(the output folder): give each a distinct label", f"envs.{index}.label")
+            seen[env.label] = index  # type: ignore[index]
+
+    n_envs = config.env_list[0].n_envs
+    train = config.train
+    eval_every = train.eval_every or max(train.total_timesteps // 10, n_envs)
+    train = train.model_copy(update={"eval_every": eval_every, "checkpoint_every": train.checkpoint_every or eval_every})
+
+    baseline = config.report.baseline
+    if baseline is None:
+        baseline = "lstm" if "lstm" in config.policies else None
+    elif baseline not in config.policies:
+        near = _nearest(baseline, config.policies)
+        hint = f"did you mean '{near}'?" if near else f"policies: {', '.join(config.policies)}"
+        raise ConfigError(f"report.baseline: {baseline!r} is not a policy label ({hint})", "report.baseline", near)
+    return config.model_copy(update={"envs": envs, "train": train, "report": ReportConfig(baseline=baseline)})
+
+
+def _envs_with_paths(config: ExperimentConfig) -> list[tuple[str, EnvConfig]]:
+    if config.envs is None:
+        return [("env", config.env)]  # type: ignore[list-item]
+    return [(f"envs.{index}", env) for index, env in enumerate(config.envs)]
+
+
+def _observation_space(env: EnvConfig, where: str) -> Any:
+    """Make one instance (a bad kwargs value fails here) and return its observation space."""
+    import gymnasium as gym
+
+    try:
+        probe = gym.make(env.id, **env.kwargs)
+    except Exception as error:  # noqa: BLE001  (any failure of a user's env constructor is a config error)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{where}.kwargs: {env.id} could not be created with {env.kwargs}: {message}", f"{where}.kwargs") from None
+    try:
+        return probe.observation_space
+    finally:
+        probe.close()
+
+
+def _check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Unknown env kwargs, when the env's constructor does not take ``**kwargs``."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    if not kwargs:
+        return
+    entry_point = gym.spec(env_id).entry_point
+    try:
+        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+        params = inspect.signature(creator).parameters
+    except (ValueError, TypeError, ImportError, AttributeError):
+        return  # no inspectable signature: gym.make will tell
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "self"]
+    for key in kwargs:
         if key not in valid:
-            path = f"{prefix}.{key}" if prefix else str(key)
-            near = _nearest(key, valid)
-            if near is not None:
-                hint = f"did you mean '{prefix + '.' if prefix else ''}{near}'?"
-            else:
-                hint = f"valid keys: {', '.join(valid)}"
-            raise ConfigError(f"unknown key '{path}' ({hint})", path, near)
-    for key in required:
-        if key not in mapping:
-            path = f"{prefix}.{key}" if prefix else key
-            raise ConfigError(f"missing required key '{path}'", path)
+            raise _Problem(("kwargs", key), "", valid=valid)
+
+
+# RecurrentPPO arguments the runner sets itself, and where their value comes from.
+_ALGO_RESERVED = {
+    "policy": "set per run from policies.<label>.policy",
+    "env": "built from the env section",
+    "seed": "set per run from train.seeds",
+    "verbose": "the runner prints its own progress",
+    "tensorboard_log": "every run logs to <run dir>/tb",
+    "policy_kwargs": "goes under policies.<label>.policy_kwargs",
+    "_init_setup_model": "internal to stable-baselines3",
+}
+
+Device = Annotated[Text, AfterValidator(lambda v: v if re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", v) else _bad_device(v))]
+
+
+def _bad_device(value: str) -> str:
+    raise _Problem((), f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
+_ALGO_TYPES: dict[str, Any] = {
+    "n_steps": Count,
+    "n_epochs": Count,
+    "stats_window_size": Count,
+    "batch_size": Annotated[Int, Field(ge=2)],  # RecurrentPPO asserts batch_size > 1
+    "sde_sample_freq": Annotated[Int, Field(ge=-1)],
+    "learning_rate": Positive,
+    "clip_range": Positive,
+    "max_grad_norm": Positive,
+    "gamma": Fraction,
+    "gae_lambda": Fraction,
+    "ent_coef": NonNegative,
+    "vf_coef": NonNegative,
+    "clip_range_vf": Positive | None,
+    "target_kl": Positive | None,
+    "device": Device,
+}
+
+
+@functools.cache
+def _algo_model() -> type[BaseModel]:
+    """A pydantic model of RecurrentPPO's constructor arguments (minus those the runner sets)."""
+    from sb3_contrib import RecurrentPPO
+
+    model_fields: dict[str, Any] = {}
+    for name, param in inspect.signature(RecurrentPPO.__init__).parameters.items():
+        if name == "self" or param.kind is inspect.Parameter.VAR_KEYWORD or name in _ALGO_RESERVED:
+            continue
+        default = "cpu" if name == "device" else param.default  # small nets: the CPU beats a GPU round trip
+        if callable(default):  # a schedule default (none today): leave it to RecurrentPPO
+            continue
+        model_fields[name] = (_ALGO_TYPES.get(name, _type_like(default)), default)
+    return create_model("RecurrentPPOArguments", __base__=_Section, **model_fields)
+
+
+def _type_like(default: Any) -> Any:
+    """A value of the same kind as a parameter's default (anything when the default is None)."""
+    for kind, annotation in ((bool, Bool), (int, Int), (float, Number), (str, Text)):
+        if isinstance(default, kind):
+            return annotation
+    return Any
+
+
+def _validate_algo(value: dict[str, Any], fill_defaults: bool) -> dict[str, Any]:
+    for key in value:
+        if key in _ALGO_RESERVED:
+            raise _Problem((key,), f"may not be set here: {_ALGO_RESERVED[key]}")
+    model = _algo_model().model_validate(value)
+    return model.model_dump() if fill_defaults else model.model_dump(exclude_unset=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,12 +888,15 @@ def policy_names() -> dict[str, type]:
 
 
 def resolve_policy(name: str, key: str = "policy") -> type:
-    """The policy class called ``name``, or ConfigError with the nearest name."""
+    """The policy class called ``name``, or ConfigError (a _Problem for validators: key "")."""
     names = policy_names()
     if name not in names:
         near = _nearest(name, names)
         hint = f"did you mean '{near}'?" if near else f"choose one of {', '.join(names)}"
-        raise ConfigError(f"{key}: unknown policy {name!r} ({hint})", key, near)
+        message = f"unknown policy {name!r} ({hint})"
+        if not key:
+            raise _Problem((), message, near)
+        raise ConfigError(f"{key}: {message}", key, near)
     return names[name]
 
 
@@ -432,15 +929,17 @@ def _class_tables() -> dict[str, dict[str, type]]:
     return {"activation_fn": activations, "optimizer_class": optimizers, "features_extractor_class": extractors}
 
 
-def resolve_class(kwarg: str, name: str, key: str | None = None) -> type:
+def resolve_class(kwarg: str, name: Any, key: str | None = None) -> type:
     """The class named ``name`` for the policy argument ``kwarg`` (e.g. activation_fn: ReLU)."""
-    key = key or kwarg
     table = _class_tables()[kwarg]
     if not isinstance(name, str) or name not in table:
         near = _nearest(str(name), table)
         examples = {"activation_fn": "Tanh, ReLU, ELU, GELU, SiLU", "optimizer_class": "Adam, AdamW, SGD, RMSprop",
                     "features_extractor_class": ", ".join(table)}[kwarg]
         hint = f"did you mean '{near}'?" if near else f"e.g. {examples}"
+        if key == "":
+            raise _Problem((), f"unknown class {name!r} ({hint})", near)
+        key = key or kwarg
         raise ConfigError(f"{key}: unknown class {name!r} ({hint})", key, near)
     return table[name]
 
@@ -462,265 +961,139 @@ def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
-# --------------------------------------------------------------------------------------------
-# Sections
-
-_TOP_KEYS = ("name", "env", "algo", "policies", "train", "output_dir")
-_ENV_KEYS = ("id", "kwargs", "n_envs", "vec_env")
-_POLICY_KEYS = ("policy", "policy_kwargs")
-_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-
-# RecurrentPPO arguments the runner sets itself, and where their value comes from.
-_ALGO_RESERVED = {
-    "policy": "set per run from policies.<label>.policy",
-    "env": "built from the env section",
-    "seed": "set per run from train.seeds",
-    "verbose": "the runner prints its own progress",
-    "tensorboard_log": "every run logs to <run dir>/tb",
-    "policy_kwargs": "goes under policies.<label>.policy_kwargs",
-    "_init_setup_model": "internal to stable-baselines3",
-}
 # Policy arguments RecurrentPPO sets itself.
 _POLICY_RESERVED = ("observation_space", "action_space", "lr_schedule", "use_sde")
+_MAPPING_KWARGS = ("lstm_kwargs", "features_extractor_kwargs", "optimizer_kwargs")
 
 
-def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
-    """Check every key of a raw config and fill in the defaults (see the module docstring)."""
-    import dream_rl  # noqa: F401  (registers the env suite and exposes the policies)
-
-    raw = _check_mapping(raw, "config")
-    _check_keys(raw, _TOP_KEYS, "", required=("name", "env", "policies", "train"))
-    name = _check_safe_name(raw["name"], "name")
-    output_dir = _check_str(raw.get("output_dir", "runs"), "output_dir")
-    env, observation_space = _validate_env(raw["env"])
-    algo = _validate_algo(raw.get("algo"))
-    policies = _validate_policies(raw["policies"], observation_space)
-    train = _validate_train(raw["train"], env.n_envs)
-    return ExperimentConfig(name=name, env=env, algo=algo, policies=policies, train=train, output_dir=output_dir)
-
-
-def _validate_env(value: Any) -> tuple[EnvConfig, Any]:
-    """The env section, and the observation space of one instance (to check policies against)."""
-    import gymnasium as gym
-
-    section = _check_mapping(value, "env")
-    _check_keys(section, _ENV_KEYS, "env", required=("id",))
-    env_id = _check_str(section["id"], "env.id")
-    if env_id not in gym.registry:
-        near = _nearest(env_id, gym.registry)
-        hint = f"did you mean '{near}'?" if near else "`dream-rl envs` lists the suite"
-        raise ConfigError(f"env.id: {env_id!r} is not a registered gymnasium environment ({hint})", "env.id", near)
-    kwargs = dict(_check_mapping(section.get("kwargs"), "env.kwargs"))
-    _check_env_kwargs(env_id, kwargs)
-    n_envs = _check_int(section.get("n_envs", 8), "env.n_envs", low=1)
-    vec_env = _check_choice(section.get("vec_env", "dummy"), "env.vec_env", ("dummy", "subproc"))
-    try:
-        probe = gym.make(env_id, **kwargs)
-    except (TypeError, ValueError, AssertionError) as error:  # a bad kwargs value
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"env.kwargs: {env_id} could not be created with {kwargs}: {message}", "env.kwargs") from None
-    observation_space = probe.observation_space
-    probe.close()
-    return EnvConfig(id=env_id, kwargs=kwargs, n_envs=n_envs, vec_env=vec_env), observation_space
-
-
-def _check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
-    """Unknown env kwargs, when the env's constructor does not take ``**kwargs``."""
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
-
-    if not kwargs:
-        return
-    entry_point = gym.spec(env_id).entry_point
-    try:
-        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
-        params = inspect.signature(creator).parameters
-    except (ValueError, TypeError, ImportError, AttributeError):
-        return  # no inspectable signature: gym.make will tell
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "self"]
-    _check_keys(kwargs, valid, "env.kwargs")
-
-
-def _validate_algo(value: Any) -> dict[str, Any]:
-    from sb3_contrib import RecurrentPPO
-
-    section = _check_mapping(value, "algo")
-    params = {
-        name: p
-        for name, p in inspect.signature(RecurrentPPO.__init__).parameters.items()
-        if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
-    }
-    for key in section:
-        if key in _ALGO_RESERVED:
-            raise ConfigError(f"algo.{key} may not be set here: {_ALGO_RESERVED[key]}", f"algo.{key}")
-    allowed = [name for name in params if name not in _ALGO_RESERVED]
-    _check_keys(section, allowed, "algo")
-
-    algo: dict[str, Any] = {}
-    for name in allowed:
-        default = params[name].default
-        if name == "device":
-            default = "cpu"  # small recurrent nets: the CPU is faster than a GPU round trip
-        value = section.get(name, default)
-        if callable(value):  # a schedule default (none today): leave it to RecurrentPPO
-            continue
-        algo[name] = _check_algo_value(name, value, default)
-    return algo
-
-
-def _check_algo_value(name: str, value: Any, default: Any) -> Any:
-    key = f"algo.{name}"
-    if name in ("n_steps", "n_epochs", "stats_window_size"):
-        return _check_int(value, key, low=1)
-    if name == "batch_size":
-        return _check_int(value, key, low=2)  # RecurrentPPO asserts batch_size > 1
-    if name == "sde_sample_freq":
-        return _check_int(value, key, low=-1)
-    if name in ("learning_rate", "clip_range", "max_grad_norm"):
-        return _check_float(value, key, low=0.0, low_open=True)
-    if name in ("gamma", "gae_lambda"):
-        return _check_float(value, key, low=0.0, high=1.0)
-    if name in ("ent_coef", "vf_coef"):
-        return _check_float(value, key, low=0.0)
-    if name in ("clip_range_vf", "target_kl"):
-        return None if value is None else _check_float(value, key, low=0.0, low_open=True)
-    if name == "device":
-        value = _check_str(value, key)
-        if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", value):
-            raise ConfigError(f"{key}: expected auto, cpu, cuda, cuda:N or mps, got {value!r}", key)
-        return value
-    return _check_like_default(value, default, key)
-
-
-def _check_like_default(value: Any, default: Any, key: str) -> Any:
-    """A value of the same kind as the parameter's default (any value when the default is None)."""
-    if isinstance(default, bool):
-        return _check_bool(value, key)
-    if isinstance(default, int):
-        return _check_int(value, key)
-    if isinstance(default, float):
-        return _check_float(value, key)
-    if isinstance(default, str):
-        return _check_str(value, key)
-    return value
-
-
-def _validate_policies(value: Any, observation_space: Any) -> dict[str, PolicyConfig]:
-    section = _check_mapping(value, "policies")
-    if not section:
-        raise ConfigError("policies: at least one policy is needed, e.g. lstm: {policy: MlpLstmPolicy}", "policies")
-    policies = {}
-    for label, spec in section.items():
-        prefix = f"policies.{label}"
-        _check_safe_name(label, prefix)
-        if isinstance(spec, str):  # shorthand: `lstm: MlpLstmPolicy`
-            spec = {"policy": spec}
-        spec = _check_mapping(spec, prefix)
-        _check_keys(spec, _POLICY_KEYS, prefix, required=("policy",))
-        policy_name = _check_str(spec["policy"], f"{prefix}.policy")
-        policy_class = resolve_policy(policy_name, f"{prefix}.policy")
-        _check_policy_space(policy_name, observation_space, f"{prefix}.policy")
-        kwargs = _validate_policy_kwargs(policy_class, spec.get("policy_kwargs"), f"{prefix}.policy_kwargs")
-        policies[label] = PolicyConfig(policy=policy_name, policy_kwargs=kwargs)
-    return policies
-
-
-def _check_policy_space(policy_name: str, observation_space: Any, key: str) -> None:
-    from gymnasium import spaces
-
-    if isinstance(observation_space, spaces.Dict) and not policy_name.startswith("MultiInput"):
-        wanted = "MultiInput" + policy_name.removeprefix("Mlp").removeprefix("Cnn")
-        raise ConfigError(f"{key}: the env has Dict observations: use {wanted}", key, wanted)
-    if not isinstance(observation_space, spaces.Dict) and policy_name.startswith("MultiInput"):
-        wanted = "Mlp" + policy_name.removeprefix("MultiInput")
-        raise ConfigError(f"{key}: {policy_name} needs Dict observations; this env's are not: use {wanted}", key, wanted)
-
-
-def _validate_policy_kwargs(policy_class: type, value: Any, prefix: str) -> dict[str, Any]:
-    kwargs = dict(_check_mapping(value, prefix))
+def _validate_policy_kwargs(policy_class: type, value: dict[str, Any]) -> dict[str, Any]:
+    """The policy's constructor arguments, keys and values checked (paths relative to
+    policy_kwargs)."""
+    kwargs = dict(value)
     params = {n: p for n, p in constructor_parameters(policy_class).items() if n not in _POLICY_RESERVED}
+    preset = getattr(policy_class, "preset_torso", None)
     for name in kwargs:
         if name in _POLICY_RESERVED:
-            raise ConfigError(f"{prefix}.{name} is set by RecurrentPPO and may not appear here", f"{prefix}.{name}")
-    _check_keys(kwargs, params, prefix)
+            raise _Problem((name,), "is set by RecurrentPPO and may not appear here")
+        if preset is not None and name in ("torso", "torso_kwargs"):
+            raise _Problem((name,), f"{policy_class.__name__} fixes the torso to {preset!r}: use MlpTorsoPolicy "
+                                    f"(or its Cnn/MultiInput forms) to choose one")
+        if name not in params:
+            raise _Problem((name,), "", valid=[n for n in params if preset is None or n not in ("torso", "torso_kwargs")])
 
     for name, item in kwargs.items():
-        key = f"{prefix}.{name}"
         if name in ("lstm_hidden_size", "n_lstm_layers"):
-            kwargs[name] = _check_int(item, key, low=1)
+            kwargs[name] = _checked(Count, item, (name,))
         elif name == "net_arch":
-            kwargs[name] = _check_net_arch(item, key)
+            kwargs[name] = _located(lambda: _check_net_arch(item), (name,))
         elif name in _class_tables():
-            resolve_class(name, item, key)
-        elif name in ("lstm_kwargs", "features_extractor_kwargs", "optimizer_kwargs"):
-            kwargs[name] = dict(_check_mapping(item, key))
-        elif name != "dream_kwargs":
-            kwargs[name] = _check_like_default(item, params[name].default, key)
+            _located(lambda: resolve_class(name, item, ""), (name,))
+        elif name in _MAPPING_KWARGS:
+            kwargs[name] = _checked(Kwargs, item, (name,))
+        elif name == "torso":
+            kwargs[name] = _checked_torso_name(item)
+        elif name not in ("dream_kwargs", "torso_kwargs"):
+            kwargs[name] = _checked(_type_like(params[name].default), item, (name,))
     if kwargs.get("shared_lstm") and kwargs.get("enable_critic_lstm", True):
-        key = f"{prefix}.shared_lstm"
-        raise ConfigError(f"{key}: shared_lstm: true needs enable_critic_lstm: false", key)
+        raise _Problem(("shared_lstm",), "shared_lstm: true needs enable_critic_lstm: false")
+
+    hidden = kwargs.get("lstm_hidden_size", params["lstm_hidden_size"].default if "lstm_hidden_size" in params else 256)
     if "dream_kwargs" in kwargs:
-        hidden = kwargs.get("lstm_hidden_size", params["lstm_hidden_size"].default if "lstm_hidden_size" in params else 256)
-        kwargs["dream_kwargs"] = _check_dream_kwargs(kwargs["dream_kwargs"], hidden, f"{prefix}.dream_kwargs")
+        kwargs["dream_kwargs"] = _located(lambda: _check_dream_kwargs(kwargs["dream_kwargs"], hidden), ("dream_kwargs",))
+    if "torso_kwargs" in kwargs:
+        torso = kwargs.get("torso", params["torso"].default if "torso" in params else "lstm")
+        kwargs["torso_kwargs"] = _located(lambda: _check_torso_kwargs(torso, kwargs["torso_kwargs"], hidden), ("torso_kwargs",))
     return kwargs
 
 
-def _check_net_arch(value: Any, key: str) -> Any:
-    def layers(item: Any, where: str) -> list[int]:
-        if not isinstance(item, list):
-            raise ConfigError(f"{where}: expected a list of layer sizes, e.g. [64, 64], got {_describe(item)}", where)
-        return [_check_int(size, where, low=1) for size in item]
+def _checked(annotation: Any, value: Any, path: tuple[Any, ...]) -> Any:
+    """``value`` validated against a type annotation; a problem is reported at ``path``."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as error:
+        inner_path, problem = _first_problem(error)
+        raise _Problem(path + inner_path, problem.message, problem.suggestion, problem.valid) from None
 
+
+def _check_net_arch(value: Any) -> Any:
+    """[64, 64] (shared) or {pi: [...], vf: [...]} or null."""
     if value is None:
         return None
     if isinstance(value, dict):
-        _check_keys(value, ("pi", "vf"), key)
-        return {head: layers(sizes, f"{key}.{head}") for head, sizes in value.items()}
-    return layers(value, key)
+        for head in value:
+            if head not in ("pi", "vf"):
+                raise _Problem((head,), "", valid=["pi", "vf"])
+        return {head: _check_net_arch_layers(sizes, (head,)) for head, sizes in value.items()}
+    return _check_net_arch_layers(value, ())
 
 
-def _check_dream_kwargs(value: Any, hidden_size: int, key: str) -> dict[str, Any]:
+def _check_net_arch_layers(value: Any, path: tuple[Any, ...]) -> list[int]:
+    if not isinstance(value, list):
+        raise _Problem(path, f"expected a list of layer sizes, e.g. [64, 64], got {_describe(value)}")
+    return _checked(list[Count], value, path)
+
+
+def _located(check: Any, path: tuple[Any, ...]) -> Any:
+    """Run ``check``; a _Problem it raises is moved below ``path``."""
+    try:
+        return check()
+    except _Problem as problem:
+        raise _Problem(path + problem.path, problem.message, problem.suggestion, problem.valid) from None
+
+
+def _checked_torso_name(name: Any) -> str:
+    from dream_rl import TORSOS
+
+    if not isinstance(name, str) or name not in TORSOS:
+        near = _nearest(name, TORSOS)
+        hint = f"did you mean '{near}'?" if near else f"registered torsos: {', '.join(TORSOS)}"
+        raise _Problem(("torso",), f"unknown torso {name!r} ({hint})", near)
+    return name
+
+
+def _check_torso_kwargs(torso: str, value: Any, hidden_size: int) -> dict[str, Any]:
+    """A torso's own options: DREAM's are DREAMConfig fields; others are checked against the
+    torso's constructor when it names its arguments."""
+    from dream_rl import TORSOS
+
+    if torso == "dream":
+        return _check_dream_kwargs(value, hidden_size)
+    kwargs = _checked(Kwargs, value, ())
+    params = inspect.signature(TORSOS[torso].__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n not in ("self", "input_size", "hidden_size", "num_layers")]
+        for key in kwargs:
+            if key not in valid:
+                raise _Problem((key,), "", valid=valid)
+    return kwargs
+
+
+def _check_dream_kwargs(value: Any, hidden_size: int) -> dict[str, Any]:
     """DREAMConfig fields except input_dim and hidden_dim; values checked by DREAMConfig itself."""
     from dream_rl.config import DREAMConfig
     from dream_rl.errors import DREAMError
 
-    kwargs = dict(_check_mapping(value, key))
-    fields = [f.name for f in dataclasses.fields(DREAMConfig) if f.name not in ("input_dim", "hidden_dim")]
+    kwargs = _checked(Kwargs, value, ())
+    valid = [f.name for f in fields(DREAMConfig) if f.name not in ("input_dim", "hidden_dim")]
     for name in kwargs:
         if name in ("input_dim", "hidden_dim"):
             hint = "the features width" if name == "input_dim" else "lstm_hidden_size"
-            raise ConfigError(f"{key}.{name} is set from {hint}", f"{key}.{name}")
-    _check_keys(kwargs, fields, key)
+            raise _Problem((name,), f"is set from {hint}")
+        if name not in valid:
+            raise _Problem((name,), "", valid=valid)
     try:
         DREAMConfig(input_dim=1, hidden_dim=hidden_size, **{"rank": min(16, hidden_size), **kwargs})
-    except DREAMError as error:
-        raise ConfigError(f"{key}: {error}", key) from None
+    except (DREAMError, TypeError, OverflowError) as error:
+        raise _Problem((), str(error).splitlines()[0]) from None
     return kwargs
 
 
-def _validate_train(value: Any, n_envs: int) -> TrainConfig:
-    section = _check_mapping(value, "train")
-    _check_keys(section, _TRAIN_KEYS, "train", required=("total_timesteps",))
-    total = _check_int(section["total_timesteps"], "train.total_timesteps", low=1)
+def _check_policy_space(policy_name: str, observation_space: Any, key: str, env_id: str) -> None:
+    from gymnasium import spaces
 
-    seeds = section.get("seeds", [0])
-    if isinstance(seeds, bool) or not isinstance(seeds, list) or not seeds:
-        raise ConfigError(f"train.seeds: expected a non-empty list of integers, e.g. [0, 1, 2], got {_describe(seeds)}", "train.seeds")
-    seeds = [_check_int(s, "train.seeds", low=0) for s in seeds]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"train.seeds: seeds must be distinct, got {seeds}", "train.seeds")
-
-    eval_every = _check_int(section.get("eval_every", max(total // 10, n_envs)), "train.eval_every", low=1)
-    return TrainConfig(
-        total_timesteps=total,
-        seeds=seeds,
-        eval_every=eval_every,
-        eval_episodes=_check_int(section.get("eval_episodes", 20), "train.eval_episodes", low=1),
-        eval_deterministic=_check_bool(section.get("eval_deterministic", True), "train.eval_deterministic"),
-        checkpoint_every=_check_int(section.get("checkpoint_every", eval_every), "train.checkpoint_every", low=1),
-        keep_checkpoints=_check_int(section.get("keep_checkpoints", 3), "train.keep_checkpoints", low=1),
-        progress_bar=_check_bool(section.get("progress_bar", True), "train.progress_bar"),
-        torch_threads=_check_int(section.get("torch_threads", 1), "train.torch_threads", low=1),
-    )
+    if isinstance(observation_space, spaces.Dict) and not policy_name.startswith("MultiInput"):
+        wanted = "MultiInput" + policy_name.removeprefix("Mlp").removeprefix("Cnn")
+        raise ConfigError(f"{key}: {env_id} has Dict observations: use {wanted}", key, wanted)
+    if not isinstance(observation_space, spaces.Dict) and policy_name.startswith("MultiInput"):
+        wanted = "Mlp" + policy_name.removeprefix("MultiInput")
+        raise ConfigError(f"{key}: {policy_name} needs Dict observations; {env_id}'s are not: use {wanted}", key, wanted)

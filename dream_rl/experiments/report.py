@@ -1,6 +1,7 @@
-"""Compare the policies of an experiment: a Markdown and CSV table and a learning-curve plot.
+"""Compare the policies of an experiment: per env a Markdown and CSV table and a learning-curve
+plot; over several envs an aggregate of normalized scores.
 
-Per run (policy, seed), from its ``eval.csv`` and ``run_info.json``:
+Per run (env, policy, seed), from its ``eval.csv``, ``run_info.json`` and ``config.yaml``:
 
 - **final score**: the last evaluation's mean normalized score (``dream_rl.envs.normalized_score``,
   0 = a random/trivial policy, 1 = solved) or, for an env without a normalizer, its mean return;
@@ -8,26 +9,46 @@ Per run (policy, seed), from its ``eval.csv`` and ``run_info.json``:
   steps spanned, i.e. the average score over training (rewards learning early, not only well);
 - **env steps/s**: training throughput (rollouts + updates, evaluations and checkpoints excluded).
 
-Per policy the table shows mean ± std over seeds (``np.std``, ddof 0). The plot shows, per policy,
-the mean score over seeds against env steps with a band of ± one std (curves are interpolated
-onto a common grid of evaluation steps first).
+Per env and policy the table shows mean ± std over seeds (``np.std``, ddof 0), and the settings
+the runs were trained with (read from the runs' own ``config.yaml``, not from the command line).
+The plot shows, per policy, the mean score over seeds against env steps with a band of ± one std
+(curves are interpolated onto a common grid of evaluation steps first).
 
-Outputs in ``<output_dir>/<name>/``: ``comparison.md``, ``comparison.csv``, ``learning_curves.png``.
+**Aggregate over envs** (``envs:`` configs with several envs): each run's final normalized score
+(for an env without reference returns, its final return min-max scaled over that env's runs) goes
+into :mod:`dream_rl.experiments.stats` (Agarwal et al. 2021): IQM, median and mean with
+stratified-bootstrap 95% CIs, probability of improvement over ``report.baseline``, and performance
+profiles. A policy enters with the seeds it has on every env.
+
+Outputs: ``comparison.md``, ``comparison.csv``, ``learning_curves.png`` per env (in the env's
+folder; in ``<output_dir>/<name>/`` for the ``env:`` form); with several envs also
+``aggregate.md``, ``aggregate.csv``, ``performance_profiles.png`` and a ``comparison.md`` that holds
+every table, in ``<output_dir>/<name>/``.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, writes PNGs through Agg
 
-from dream_rl.experiments.config import ConfigError, ExperimentConfig
+from dream_rl.experiments.config import ConfigError, EnvConfig, ExperimentConfig, Run, read_yaml, validate_config
 from dream_rl.experiments.runner import read_run_info
 
-__all__ = ["PolicySummary", "ReportPaths", "RunCurve", "area_under_curve", "load_curves", "summarize", "write_report"]
+__all__ = [
+    "PolicySummary",
+    "Report",
+    "RunCurve",
+    "area_under_curve",
+    "final_scores_over_envs",
+    "load_curves",
+    "summarize",
+    "write_report",
+]
 
 CSV_COLUMNS = (
     "policy", "class", "seeds", "score", "final_score_mean", "final_score_std", "auc_mean", "auc_std",
@@ -39,13 +60,20 @@ CSV_COLUMNS = (
 class RunCurve:
     """The evaluation record of one run."""
 
-    label: str
-    seed: int
+    run: Run
     timesteps: np.ndarray
     returns: np.ndarray
     scores: np.ndarray | None  # normalized scores, None when the env has no normalizer
     steps_per_second: float
     status: str
+
+    @property
+    def label(self) -> str:
+        return self.run.policy_label
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
 
     @property
     def curve(self) -> np.ndarray:
@@ -66,11 +94,9 @@ class PolicySummary:
 
 
 @dataclass
-class ReportPaths:
-    markdown: Path
-    csv: Path
-    plot: Path
-    text: str  # the Markdown table
+class Report:
+    text: str  # every Markdown table written
+    files: list[Path] = field(default_factory=list)
 
 
 def area_under_curve(timesteps: np.ndarray, values: np.ndarray) -> float:
@@ -81,25 +107,25 @@ def area_under_curve(timesteps: np.ndarray, values: np.ndarray) -> float:
     return float(area / (timesteps[-1] - timesteps[0]))
 
 
-def load_curves(config: ExperimentConfig) -> tuple[list[RunCurve], list[str]]:
-    """The runs of ``config`` that have evaluations, and the names of those that have none."""
+def load_curves(config: ExperimentConfig, env: EnvConfig) -> tuple[list[RunCurve], list[str]]:
+    """The runs on ``env`` that have evaluations, and the names of those that have none."""
     curves, missing = [], []
-    for label, seed in config.runs():
-        run_dir = config.run_dir(label, seed)
-        record = run_dir / "eval.csv"
+    for run in config.runs():
+        if run.env is not env:
+            continue
+        record = run.run_dir / "eval.csv"
         rows = []
         if record.exists():
             with record.open(newline="") as file:
                 rows = list(csv.DictReader(file))
         if not rows:
-            missing.append(f"{label}/seed_{seed}")
+            missing.append(run.name)
             continue
-        info = read_run_info(run_dir)
+        info = read_run_info(run.run_dir)
         has_scores = all(row["mean_score"] != "" for row in rows)
         curves.append(
             RunCurve(
-                label=label,
-                seed=seed,
+                run=run,
                 timesteps=np.array([int(row["timesteps"]) for row in rows], dtype=float),
                 returns=np.array([float(row["mean_return"]) for row in rows]),
                 scores=np.array([float(row["mean_score"]) for row in rows]) if has_scores else None,
@@ -140,23 +166,48 @@ def _pm(pair: tuple[float, float], digits: int) -> str:
     return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
-def format_markdown(config: ExperimentConfig, summaries: list[PolicySummary], normalized: bool) -> str:
-    """The comparison table with a heading and a line on the setup; best means in bold."""
+def _trained_settings(curves: list[RunCurve]) -> str:
+    """The budget and evaluation settings the runs were trained with, from their own config.yaml
+    (a value that differs between runs is shown as a range)."""
+    values: dict[str, list[object]] = {k: [] for k in ("total", "seeds", "n_envs", "episodes", "greedy", "every")}
+    for curve in curves:
+        try:
+            run = validate_config(read_yaml(curve.run.run_dir / "config.yaml")).runs()[0]
+        except ConfigError:
+            run = curve.run  # no readable run config: the experiment's values
+        values["total"].append(run.train.total_timesteps)
+        values["seeds"].append(run.seed)
+        values["n_envs"].append(run.env.n_envs)
+        values["episodes"].append(run.train.eval_episodes)
+        values["greedy"].append(run.train.eval_deterministic)
+        values["every"].append(run.train.eval_every)
+
+    def one(key: str) -> str:
+        distinct = sorted(set(values[key]), key=str)
+        return str(distinct[0]) if len(distinct) == 1 else f"{min(distinct)}–{max(distinct)}"  # type: ignore[type-var]
+
+    greedy = set(values["greedy"])
+    mode = "greedy" if greedy == {True} else "sampled" if greedy == {False} else "greedy or sampled"
+    return (
+        f"{one('total')} env steps per run, seeds {sorted(set(values['seeds']))}, {one('n_envs')} envs; "
+        f"evaluation: {one('episodes')} {mode} episodes every {one('every')} steps. Mean ± std over seeds."
+    )
+
+
+def format_markdown(config: ExperimentConfig, env: EnvConfig, curves: list[RunCurve], summaries: list[PolicySummary], normalized: bool) -> str:
+    """The comparison table of one env with a heading and a line on the setup; best means in bold."""
     score = "normalized score" if normalized else "return"
     digits = 3 if normalized else 2
     finals, aucs = [s.final_score[0] for s in summaries], [s.auc[0] for s in summaries]
     # bold the best mean, unless every policy has it
     best_final = max(finals) if min(finals) < max(finals) else None
     best_auc = max(aucs) if min(aucs) < max(aucs) else None
-    kwargs = ", ".join(f"{k}={v}" for k, v in config.env.kwargs.items())
-    env = f"{config.env.id}" + (f" ({kwargs})" if kwargs else "")
-    train = config.train
+    kwargs = ", ".join(f"{k}={v}" for k, v in env.kwargs.items())
+    env_text = f"{env.id}" + (f" ({kwargs})" if kwargs else "")
     lines = [
-        f"### {config.name}: {' vs '.join(s.label for s in summaries)} on {env}",
+        f"### {config.name}: {' vs '.join(s.label for s in summaries)} on {env_text}",
         "",
-        f"{train.total_timesteps} env steps per run, seeds {train.seeds}, {config.env.n_envs} envs; "
-        f"evaluation: {train.eval_episodes} {'greedy' if train.eval_deterministic else 'sampled'} "
-        f"episodes every {train.eval_every} steps. Mean ± std over seeds.",
+        _trained_settings(curves),
         "",
         f"| policy | final {score} | AUC ({score}) |" + (" final return |" if normalized else "") + " env steps/s | seeds |",
         "|---|---|---|" + ("---|" if normalized else "") + "---|---|",
@@ -171,7 +222,8 @@ def format_markdown(config: ExperimentConfig, summaries: list[PolicySummary], no
         seeds = f"{len(s.seeds)}" + ("" if s.complete_runs == len(s.seeds) else f" ({s.complete_runs} complete)")
         final_return = f" {_pm(s.final_return, 2)} |" if normalized else ""
         lines.append(f"| {s.label} (`{s.policy}`) | {final} | {auc} |{final_return} {s.steps_per_second:.0f} | {seeds} |")
-    incomplete = [s.label for s in summaries if s.complete_runs < len(s.seeds) or s.timesteps < train.total_timesteps]
+    incomplete = sorted({c.label for c in curves if c.status != "completed" or c.timesteps[-1] < c.run.train.total_timesteps},
+                        key=list(config.policies).index)
     if incomplete:
         lines += ["", f"Incomplete runs ({', '.join(incomplete)}): their last evaluation is used."]
     return "\n".join(lines) + "\n"
@@ -190,7 +242,7 @@ def _write_csv(path: Path, summaries: list[PolicySummary], normalized: bool) -> 
             ])
 
 
-def plot_learning_curves(config: ExperimentConfig, curves: list[RunCurve], path: Path, normalized: bool) -> None:
+def plot_learning_curves(config: ExperimentConfig, env: EnvConfig, curves: list[RunCurve], path: Path, normalized: bool) -> None:
     """Mean over seeds per policy with a ± std band, against env steps."""
     figure = Figure(figsize=(7, 4.2), layout="constrained")
     axes = figure.subplots()
@@ -209,25 +261,99 @@ def plot_learning_curves(config: ExperimentConfig, curves: list[RunCurve], path:
     if normalized:
         axes.set_ylim(-0.02, 1.02)
     seeds = len(config.train.seeds)
-    axes.set_title(f"{config.name}: {config.env.id} (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})")
+    axes.set_title(f"{config.name}: {env.id} (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})")
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
     figure.savefig(path, dpi=120)
 
 
-def write_report(config: ExperimentConfig, log=print) -> ReportPaths:
-    """Write comparison.md, comparison.csv and learning_curves.png; return their paths and the table."""
-    curves, missing = load_curves(config)
-    if not curves:
+def final_scores_over_envs(config: ExperimentConfig, curves_by_env: list[list[RunCurve]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``scores[policy]``: (n_seeds, n_envs) final normalized scores, envs in config order, over
+    the seeds the policy has on every env; and notes on what was left out.
+
+    An env without reference returns is min-max scaled over its runs' final returns (all equal:
+    0.5)."""
+    finals: list[dict[tuple[str, int], float]] = []
+    for curves in curves_by_env:
+        if curves and all(c.scores is not None for c in curves):
+            finals.append({(c.label, c.seed): float(c.curve[-1]) for c in curves})
+            continue
+        returns = {(c.label, c.seed): float(c.returns[-1]) for c in curves}
+        low, high = (min(returns.values()), max(returns.values())) if returns else (0.0, 0.0)
+        finals.append({key: (value - low) / (high - low) if high > low else 0.5 for key, value in returns.items()})
+    scores, notes = {}, []
+    for label in config.policies:
+        seeds = [seed for seed in config.train.seeds if all((label, seed) in env_finals for env_finals in finals)]
+        if not seeds:
+            notes.append(f"{label} is left out of the aggregate: no seed has evaluations on every env")
+            continue
+        scores[label] = np.array([[env_finals[(label, seed)] for env_finals in finals] for seed in seeds])
+    return scores, notes
+
+
+def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve]], log: Callable[[str], None]) -> tuple[str, list[Path]]:
+    """aggregate.md, aggregate.csv and performance_profiles.png; returns the Markdown and the files."""
+    try:
+        from dream_rl.experiments import stats
+    except ImportError:  # the statistics module ships separately (issue 10)
+        log("note: no aggregate over envs: dream_rl.experiments.stats is not installed")
+        return "", []
+
+    scores, notes = final_scores_over_envs(config, curves_by_env)
+    for note in notes:
+        log(f"note: {note}")
+    if not scores:
+        return "", []
+    baseline = config.report.baseline if config.report.baseline in scores else None
+    aggregates = stats.aggregate_scores(scores, baseline=baseline)
+    out = config.experiment_dir
+    envs = ", ".join(env.label or env.id for env in config.env_list)
+    n_seeds = sorted({len(s) for s in scores.values()})
+    seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
+    text = (
+        f"### {config.name}: aggregate over {len(config.env_list)} envs\n\n"
+        f"Final normalized score of each run ({seeds} seeds x {len(config.env_list)} envs: {envs}); "
+        "IQM = interquartile mean over all runs, 95% stratified-bootstrap confidence intervals"
+        + (f", probability of improvement over {baseline}" if baseline else "")
+        + " (Agarwal et al., 2021).\n\n"
+        + stats.format_aggregate_markdown(aggregates, baseline)
+    )
+    files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png"]
+    files[0].write_text(text)
+    stats.write_aggregate_csv(aggregates, files[1])
+    stats.plot_performance_profiles(scores, files[2], title=f"{config.name}: {len(config.env_list)} envs")
+    return text, files
+
+
+def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -> Report:
+    """Write the per-env comparisons and, with several envs, the aggregate (see the module doc)."""
+    report = Report(text="")
+    loaded = [load_curves(config, env) for env in config.env_list]
+    if not any(curves for curves, _ in loaded):
         raise ConfigError(f"no evaluated runs under {config.experiment_dir}: run `dream-rl train` first")
+    missing = [name for _, names in loaded for name in names]
     if missing:
         log(f"note: no evaluations yet for {', '.join(missing)} (left out of the comparison)")
-    normalized = all(c.scores is not None for c in curves)
-    summaries = summarize(config, curves)
-    out = config.experiment_dir
-    paths = ReportPaths(out / "comparison.md", out / "comparison.csv", out / "learning_curves.png", "")
-    paths.text = format_markdown(config, summaries, normalized)
-    paths.markdown.write_text(paths.text)
-    _write_csv(paths.csv, summaries, normalized)
-    plot_learning_curves(config, curves, paths.plot, normalized)
-    return paths
+    tables, curves_by_env = [], [curves for curves, _ in loaded]
+    for env, curves in zip(config.env_list, curves_by_env):
+        if not curves:
+            continue
+        normalized = all(c.scores is not None for c in curves)
+        summaries = summarize(config, curves)
+        out = config.env_dir(env)
+        table = format_markdown(config, env, curves, summaries, normalized)
+        files = [out / "comparison.md", out / "comparison.csv", out / "learning_curves.png"]
+        files[0].write_text(table)
+        _write_csv(files[1], summaries, normalized)
+        plot_learning_curves(config, env, curves, files[2], normalized)
+        tables.append(table)
+        report.files += files
+    if len(config.env_list) > 1:
+        aggregate, files = _write_aggregate(config, curves_by_env, log)
+        tables = ([aggregate] if aggregate else []) + tables
+        report.files += files
+        overview = config.experiment_dir / "comparison.md"
+        overview.write_text("\n".join(tables))
+        report.files.append(overview)
+    report.text = "\n".join(tables)
+    return report

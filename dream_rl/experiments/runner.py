@@ -1,7 +1,8 @@
-"""Train every (policy, seed) run of an experiment with sb3-contrib's RecurrentPPO.
+"""Train every (env, policy, seed) run of an experiment with sb3-contrib's RecurrentPPO.
 
 One run, top to bottom (:func:`train_run`):
 
+0. lock the run directory (:mod:`.runlock`; ``--fresh`` clears it under the lock);
 1. decide where to start: from scratch, from the latest checkpoint (an interrupted run), or from
    the final model (a finished run whose budget was raised); a finished run is skipped;
 2. build the training envs (``VecMonitor`` + ``VecCheckNan``) and a separate evaluation env;
@@ -15,21 +16,25 @@ Ctrl-C (``KeyboardInterrupt``) during step 4 saves a checkpoint, flushes the log
 ``interrupted`` in ``run_info.json`` and raises :class:`TrainingInterrupted`; training the same
 config again resumes from that checkpoint with ``reset_num_timesteps=False``.
 
-Outputs of one run, in ``<output_dir>/<name>/<label>/seed_<seed>/``::
+:func:`run_experiment` trains the runs one after the other in this process, or hands them to
+:mod:`.parallel` (worker processes, or Ray tasks).
+
+Outputs of one run, in ``<output_dir>/<name>/[<env label>/]<policy label>/seed_<seed>/`` (the env
+level only in the ``envs:`` form)::
 
     config.yaml        the resolved config narrowed to this policy and seed (a valid config)
-    tb/                TensorBoard events: SB3's scalars, eval/*, torso/*
+    tb/                TensorBoard events: SB3's scalars, eval/* (at the steps of eval.csv), torso/*
     checkpoints/       rl_model_<steps>_steps.zip, the last train.keep_checkpoints of them
     eval.csv           one row per evaluation (see EVAL_COLUMNS)
     final_model.zip    RecurrentPPO.load-able
     run_info.json      status (running | interrupted | completed | failed), timesteps, steps/s
+    .lock              present while the run trains (holder's pid and host)
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import json
 import platform
 import re
@@ -46,31 +51,35 @@ import torch as th
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecCheckNan, VecEnv, VecMonitor
+from torch.utils.tensorboard import SummaryWriter
 
 import dream_rl
+from dream_rl import TorsoInternalsCallback
 from dream_rl.envs import normalized_score
-from dream_rl.machine import cpu_name
 from dream_rl.experiments.config import (
     ConfigError,
+    EnvConfig,
     ExperimentConfig,
+    Run,
     config_to_yaml,
     read_yaml,
     resolve_class,
     resolve_policy,
     validate_config,
 )
-from dream_rl import TorsoInternalsCallback
+from dream_rl.experiments.runlock import LOCK_NAME, RunLock
+from dream_rl.machine import cpu_name
 
 __all__ = [
     "EVAL_COLUMNS",
     "RunResult",
     "TrainingInterrupted",
     "build_model",
+    "check_buildable",
     "evaluate_run",
     "find_run_dirs",
-    "check_buildable",
     "latest_checkpoint",
     "make_vec_env",
     "normalizer",
@@ -91,11 +100,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted at {timesteps} steps; checkpoint {checkpoint}")
         self.run_dir, self.checkpoint, self.timesteps = run_dir, checkpoint, timesteps
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, to cross a process boundary
+        return (TrainingInterrupted, (self.run_dir, self.checkpoint, self.timesteps))
+
 
 @dataclass
 class RunResult:
-    label: str
-    seed: int
+    name: str  # [<env label>/]<policy label>/seed_<k>
     run_dir: Path
     status: str  # completed | skipped
     timesteps: int
@@ -106,17 +117,17 @@ class RunResult:
 # Environments
 
 
-def make_vec_env(config: ExperimentConfig, n_envs: int, seed: int) -> VecEnv:
-    """``n_envs`` copies of the config's env, seeded ``seed, seed+1, ...`` at their first reset,
-    with episode statistics (``VecMonitor``) and a loud failure on NaN/inf (``VecCheckNan``)."""
-    env_id, kwargs = config.env.id, dict(config.env.kwargs)
+def make_vec_env(env: EnvConfig, n_envs: int, seed: int) -> VecEnv:
+    """``n_envs`` copies of ``env``, seeded ``seed, seed+1, ...`` at their first reset, with
+    episode statistics (``VecMonitor``) and a loud failure on NaN/inf (``VecCheckNan``)."""
+    env_id, kwargs = env.id, dict(env.kwargs)
 
     def make_one() -> gym.Env:
         import dream_rl  # noqa: F401  (registers the suite in subprocesses too)
 
         return gym.make(env_id, **kwargs)
 
-    vec_class = SubprocVecEnv if config.env.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
+    vec_class = SubprocVecEnv if env.vec_env == "subproc" and n_envs > 1 else DummyVecEnv
     venv = vec_class([make_one] * n_envs)
     venv.seed(seed)
     return VecCheckNan(VecMonitor(venv), raise_exception=True)
@@ -144,32 +155,34 @@ def build_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_model(config: ExperimentConfig, label: str, env: VecEnv, seed: int) -> RecurrentPPO:
-    """A fresh RecurrentPPO for policy ``label`` (seeds torch, numpy, the env and the action space)."""
-    spec = config.policies[label]
+def build_model(run: Run, env: VecEnv) -> RecurrentPPO:
+    """A fresh RecurrentPPO for ``run`` (seeds torch, numpy, the env and the action space)."""
     return RecurrentPPO(
-        resolve_policy(spec.policy),
+        resolve_policy(run.policy.policy),
         env,
-        policy_kwargs=build_policy_kwargs(spec.policy_kwargs),
-        seed=seed,
+        policy_kwargs=build_policy_kwargs(run.policy.policy_kwargs),
+        seed=run.seed,
         verbose=0,
-        **config.algo,
+        **run.algo,
     )
 
 
 def check_buildable(config: ExperimentConfig) -> None:
-    """Build every policy once on a one-env copy of the env, so that a bad value fails before any
-    training starts (as a ConfigError naming the policy)."""
-    for label in config.policies:
-        env = make_vec_env(config, n_envs=1, seed=0)
-        try:
-            build_model(config, label, env, seed=0)
-        except (ValueError, TypeError, AssertionError, RuntimeError) as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            key = f"policies.{label}"
-            raise ConfigError(f"{key}: RecurrentPPO could not be built: {message}", key) from None
-        finally:
-            env.close()
+    """Build every policy once on a one-env copy of every env, so that a bad value fails before
+    any training starts (as a ConfigError naming the policy)."""
+    for env in config.env_list:
+        for label in config.policies:
+            run = Run(config, env, label, config.train.seeds[0])
+            vec_env = make_vec_env(env, n_envs=1, seed=0)
+            try:
+                build_model(run, vec_env)
+            except (ValueError, TypeError, AssertionError, RuntimeError) as error:
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                key = f"policies.{label}"
+                where = f" on {env.id}" if len(config.env_list) > 1 else ""
+                raise ConfigError(f"{key}: RecurrentPPO could not be built{where}: {message}", key) from None
+            finally:
+                vec_env.close()
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
@@ -198,13 +211,38 @@ def save_checkpoint(model: RecurrentPPO, directory: Path, keep: int) -> Path:
     return path
 
 
+def load_model(path: Path, env: VecEnv | None, device: str, what: str, way_on: str) -> RecurrentPPO:
+    """``RecurrentPPO.load``; a file that is not a saved model is a one-line ConfigError
+    "<what>: <path> is unreadable (<why>); <way_on>"."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not a zip file")
+        return RecurrentPPO.load(path, env=env, device=device)
+    except Exception as error:  # noqa: BLE001  (a truncated or foreign file: say which, and how to go on)
+        why = f"{type(error).__name__}: {str(error).splitlines()[0]}" if str(error) else type(error).__name__
+        raise ConfigError(f"{what}: {path} is unreadable ({why}); {way_on}") from None
+
+
 # --------------------------------------------------------------------------------------------
-# Callbacks
+# Logging and callbacks
+
+
+class ResumableTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, opened with ``purge_step``: a run resumed from a checkpoint at
+    step T hides what the interrupted session logged after T, so every curve stays one monotonic
+    line (and matches eval.csv, which is truncated after T the same way)."""
+
+    def __init__(self, folder: Path, purge_step: int | None) -> None:  # noqa: D107 (no super(): it would open a second writer)
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+        self._is_closed = False
 
 
 class PeriodicEvaluation(BaseCallback):
     """Every ``every`` env steps (and at the start and the end of training), run ``episodes``
-    evaluation episodes, append a row to ``eval.csv`` and log ``eval/*`` to TensorBoard."""
+    evaluation episodes, append a row to ``eval.csv`` and log ``eval/*`` to TensorBoard at the
+    same step (written directly: SB3's logger would only dump them at the end of the rollout)."""
 
     def __init__(
         self,
@@ -214,10 +252,11 @@ class PeriodicEvaluation(BaseCallback):
         episodes: int,
         deterministic: bool,
         record_path: Path,
+        tensorboard: ResumableTensorBoard,
     ) -> None:
         super().__init__()
         self.eval_env, self.every, self.episodes, self.deterministic = eval_env, every, episodes, deterministic
-        self.record_path = record_path
+        self.record_path, self.tensorboard = record_path, tensorboard
         self.score = normalizer(env_id)
         self.seconds = 0.0  # time spent evaluating (excluded from steps/s)
         self.next_eval = every
@@ -227,7 +266,6 @@ class PeriodicEvaluation(BaseCallback):
         self.next_eval = (self.num_timesteps // self.every + 1) * self.every
         if not self.record_path.exists():  # a new run: evaluate the untrained policy too
             self.evaluate()
-            self.logger.dump(self.num_timesteps)
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:
@@ -238,7 +276,6 @@ class PeriodicEvaluation(BaseCallback):
     def _on_training_end(self) -> None:
         if self.last_eval != self.num_timesteps:
             self.evaluate()
-        self.logger.dump(self.num_timesteps)
 
     def evaluate(self) -> None:
         start = time.perf_counter()
@@ -263,12 +300,13 @@ class PeriodicEvaluation(BaseCallback):
             "episodes": len(returns),
             "seconds": round(seconds, 3),
         }
-        self.logger.record("eval/mean_return", row["mean_return"])
-        self.logger.record("eval/mean_ep_length", row["mean_length"])
+        scalars = {"eval/mean_return": row["mean_return"], "eval/mean_ep_length": row["mean_length"]}
         if self.score is not None:
             scores = [self.score(r) for r in returns]
             row["mean_score"], row["std_score"] = float(np.mean(scores)), float(np.std(scores))
-            self.logger.record("eval/normalized_score", row["mean_score"])
+            scalars["eval/normalized_score"] = row["mean_score"]
+        for tag, value in scalars.items():
+            self.tensorboard.writer.add_scalar(tag, value, self.num_timesteps)
         new_file = not self.record_path.exists()
         with self.record_path.open("a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=EVAL_COLUMNS)
@@ -303,9 +341,12 @@ class PeriodicCheckpoint(BaseCallback):
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """``run_info.json`` of a run ({} when there is none yet)."""
+    """``run_info.json`` of a run ({} when there is none yet, or it is unreadable)."""
     path = run_dir / "run_info.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
@@ -348,21 +389,21 @@ def _truncate_eval_record(path: Path, timesteps: int) -> None:
         writer.writerows(rows)
 
 
-def _check_same_setup(run_dir: Path, config: ExperimentConfig) -> None:
+def _check_same_setup(run: Run) -> None:
     """An existing run must come from the same env, algo and policy settings."""
-    path = run_dir / "config.yaml"
+    path = run.run_dir / "config.yaml"
     if not path.exists():
         return
     try:
         old = validate_config(read_yaml(path)).to_dict()
     except ConfigError:
         old = read_yaml(path)
-    new = config.to_dict()
-    for section in ("env", "algo", "policies"):
-        difference = _first_difference(old.get(section), new[section], section)
+    new = run.config.to_dict()
+    for section in ("env", "envs", "algo", "policies"):
+        difference = _first_difference(old.get(section), new.get(section), section)
         if difference:
             raise ConfigError(
-                f"{run_dir} holds a run made with a different config ({difference}); "
+                f"{run.run_dir} holds a run made with a different config ({difference}); "
                 "pass --fresh to start it over, or change name or output_dir",
                 difference.split(":")[0],
             )
@@ -375,7 +416,24 @@ def _first_difference(old: Any, new: Any, key: str) -> str | None:
             if found:
                 return found
         return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new)):
+            found = _first_difference(a, b, f"{key}.{index}")
+            if found:
+                return found
+        return None
     return None if old == new else f"{key}: {old!r} in the run, {new!r} now"
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Delete a run's outputs (``--fresh``), keeping the lock file we hold."""
+    for item in run_dir.iterdir():
+        if item.name == LOCK_NAME:
+            continue
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,29 +441,34 @@ def _first_difference(old: Any, new: Any, key: str) -> str | None:
 
 
 def train_run(
-    config: ExperimentConfig,
-    label: str,
-    seed: int,
+    run: Run,
     *,
+    fresh: bool = False,
     progress_bar: bool | None = None,
     extra_callbacks: Sequence[BaseCallback] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Train (or resume, or skip) the run of policy ``label`` with ``seed``. See the module doc."""
-    run_config = config.for_run(label, seed)
-    train = config.train
-    run_dir = config.run_dir(label, seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{label}/seed_{seed}"
+    """Train (or resume, or skip) one run under its lock. See the module doc."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run.run_dir, run.name):
+        if fresh:
+            _clear_run_dir(run.run_dir)
+        return _train_locked(run, progress_bar, extra_callbacks, log)
+
+
+def _train_locked(
+    run: Run, progress_bar: bool | None, extra_callbacks: Sequence[BaseCallback], log: Callable[[str], None]
+) -> RunResult:
+    train, run_dir, name = run.train, run.run_dir, run.name
 
     # 1. Where to start.
-    _check_same_setup(run_dir, run_config)
+    _check_same_setup(run)
     info = read_run_info(run_dir)
     done = int(info.get("timesteps", 0))
     final_model = run_dir / "final_model.zip"
     if info.get("status") == "completed" and final_model.exists() and done >= train.total_timesteps:
         log(f"[{name}] already trained ({done} steps): skipped")
-        return RunResult(label, seed, run_dir, "skipped", done, float(info.get("steps_per_second", 0.0)))
+        return RunResult(name, run_dir, "skipped", done, float(info.get("steps_per_second", 0.0)))
     start_from: tuple[Path, int] | None = latest_checkpoint(run_dir)
     if info.get("status") == "completed" and final_model.exists() and (start_from is None or start_from[1] < done):
         start_from = (final_model, done)  # a finished run whose budget was raised
@@ -413,41 +476,43 @@ def train_run(
     # 2. Environments.
     th.set_num_threads(train.torch_threads)
     resume_steps = start_from[1] if start_from else 0
-    env = make_vec_env(config, config.env.n_envs, seed=seed)  # (re)seeded by the model in step 3
-    eval_env = make_vec_env(config, min(config.env.n_envs, train.eval_episodes), seed=seed + EVAL_SEED_OFFSET + resume_steps)
+    n_envs = run.env.n_envs
+    env = make_vec_env(run.env, n_envs, seed=run.seed)  # (re)seeded by the model in step 3
+    eval_env = make_vec_env(run.env, min(n_envs, train.eval_episodes), seed=run.seed + EVAL_SEED_OFFSET + resume_steps)
 
     # 3. Model and logger.
     if start_from is None:  # clear what a run that never reached a checkpoint left behind
         for stale in ("eval.csv", "run_info.json", "final_model.zip"):
             (run_dir / stale).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
-        model = build_model(config, label, env, seed)
+        model = build_model(run, env)
         info = {"train_seconds": 0.0, "train_timesteps": 0}
-        log(f"[{name}] training {config.policies[label].policy} for {train.total_timesteps} steps")
+        log(f"[{name}] training {run.policy.policy} on {run.env.id} for {train.total_timesteps} steps")
     else:
         path, resume_steps = start_from
         try:
-            model = RecurrentPPO.load(path, env=env, device=config.algo.get("device", "cpu"))
-        except Exception as error:  # a truncated or foreign zip: say which file and how to go on
+            model = load_model(path, env, run.algo.get("device", "cpu"), f"cannot resume {name}",
+                               "delete it to resume from the previous checkpoint, or pass --fresh to start over")
+        except ConfigError:
             env.close()
             eval_env.close()
-            raise ConfigError(
-                f"cannot resume {name}: checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
-                "delete it to resume from the previous checkpoint, or pass --fresh to start over"
-            ) from error
-        model.set_random_seed(seed + resume_steps)  # load() re-seeded everything with `seed`
+            raise
+        model.set_random_seed(run.seed + resume_steps)  # load() re-seeded everything with `seed`
         model._last_obs = None  # the envs are new: make learn() reset them  # noqa: SLF001
         _truncate_eval_record(run_dir / "eval.csv", resume_steps)
         log(f"[{name}] resuming from {path.name} at {resume_steps}/{train.total_timesteps} steps")
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
-    (run_dir / "config.yaml").write_text(config_to_yaml(run_config))
-    info.update(status="running", policy=config.policies[label].policy, label=label, seed=seed,
+    # a resumed run's history ends at resume_steps: TensorBoard hides later events of earlier sessions
+    tensorboard = ResumableTensorBoard(run_dir / "tb", purge_step=resume_steps + 1 if start_from else None)
+    model.set_logger(Logger(folder=str(run_dir / "tb"), output_formats=[tensorboard]))
+    (run_dir / "config.yaml").write_text(config_to_yaml(run.config))
+    info.update(status="running", policy=run.policy.policy, label=run.policy_label, env=run.env.id, seed=run.seed,
                 total_timesteps=train.total_timesteps, timesteps=resume_steps, environment=_environment_info())
     _write_run_info(run_dir, info)
 
     # 4. Learn.
     evaluation = PeriodicEvaluation(
-        eval_env, config.env.id, train.eval_every, train.eval_episodes, train.eval_deterministic, run_dir / "eval.csv"
+        eval_env, run.env.id, train.eval_every, train.eval_episodes, train.eval_deterministic,
+        run_dir / "eval.csv", tensorboard,
     )
     checkpoints = PeriodicCheckpoint(run_dir / "checkpoints", train.checkpoint_every, train.keep_checkpoints)
     callbacks: list[BaseCallback] = [evaluation, checkpoints]
@@ -505,7 +570,15 @@ def train_run(
                 vec_env.close()
 
     log(f"[{name}] done: {model.num_timesteps} steps, {info['steps_per_second']:.0f} env steps/s")
-    return RunResult(label, seed, run_dir, "completed", model.num_timesteps, info["steps_per_second"])
+    return RunResult(name, run_dir, "completed", model.num_timesteps, info["steps_per_second"])
+
+
+def prepare_experiment(config: ExperimentConfig) -> None:
+    """Before training: every policy builds on every env, and the experiment folder holds the
+    resolved config (merged with the runs trained there earlier)."""
+    check_buildable(config)
+    config.experiment_dir.mkdir(parents=True, exist_ok=True)
+    (config.experiment_dir / "config.yaml").write_text(config_to_yaml(_merge_with_earlier_runs(config)))
 
 
 def run_experiment(
@@ -514,18 +587,17 @@ def run_experiment(
     fresh: bool = False,
     progress_bar: bool | None = None,
     log: Callable[[str], None] = print,
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> list[RunResult]:
-    """Train every (policy, seed) run in turn; ``fresh`` deletes their previous outputs first."""
-    check_buildable(config)
-    config.experiment_dir.mkdir(parents=True, exist_ok=True)
-    summary = _merge_with_earlier_runs(config)
-    (config.experiment_dir / "config.yaml").write_text(config_to_yaml(summary))
-    results = []
-    for label, seed in config.runs():
-        if fresh and config.run_dir(label, seed).exists():
-            shutil.rmtree(config.run_dir(label, seed))
-        results.append(train_run(config, label, seed, progress_bar=progress_bar, log=log))
-    return results
+    """Train every run: one after the other here (``workers=1``), in ``workers`` processes, or as
+    Ray tasks (``ray_address``). ``fresh`` deletes each run's previous outputs first."""
+    prepare_experiment(config)
+    if workers > 1 or ray_address is not None:
+        from dream_rl.experiments.parallel import run_parallel
+
+        return run_parallel(config, workers=workers, ray_address=ray_address, fresh=fresh, log=log)
+    return [train_run(run, fresh=fresh, progress_bar=progress_bar, log=log) for run in config.runs()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -540,7 +612,10 @@ def find_run_dirs(path: Path) -> list[Path]:
         return [path]
     found = sorted(p.parent for p in path.rglob("run_info.json"))
     if not found:
-        raise ConfigError(f"no runs under {path}: give <output_dir>/<name>/<policy>/seed_<k>/ or <output_dir>/<name>/")
+        raise ConfigError(
+            f"no runs under {path}: give a run directory (<output_dir>/<name>/[<env>/]<policy>/seed_<k>/) "
+            "or an experiment directory (<output_dir>/<name>/)"
+        )
     return found
 
 
@@ -553,6 +628,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's final model (or latest checkpoint, or ``model_path``) on fresh episodes."""
     config = validate_config(read_yaml(run_dir / "config.yaml"))
+    run = config.runs()[0]
+    what, way_on = ("--model", "give a .zip saved by RecurrentPPO") if model_path is not None else (
+        f"evaluate {run_dir}", "train the run again to write it anew")
     if model_path is None:
         model_path = run_dir / "final_model.zip"
         if not model_path.exists():
@@ -562,16 +640,18 @@ def evaluate_run(
             model_path = checkpoint[0]
     elif not model_path.is_file():
         raise ConfigError(f"model file not found: {model_path}")
-    episodes = episodes or config.train.eval_episodes
-    th.set_num_threads(config.train.torch_threads)
-    env = make_vec_env(config, min(config.env.n_envs, episodes), seed=seed)
-    model = RecurrentPPO.load(model_path, env=env, device=config.algo.get("device", "cpu"))
-    model.set_random_seed(seed)  # load() re-seeded the env with the training seed
-    returns, lengths = evaluate_policy(
-        model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
-    )
-    env.close()
-    score = normalizer(config.env.id)
+    episodes = episodes or run.train.eval_episodes
+    th.set_num_threads(run.train.torch_threads)
+    env = make_vec_env(run.env, min(run.env.n_envs, episodes), seed=seed)
+    try:
+        model = load_model(model_path, env, run.algo.get("device", "cpu"), what, way_on)
+        model.set_random_seed(seed)  # load() re-seeded the env with the training seed
+        returns, lengths = evaluate_policy(
+            model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
+        )
+    finally:
+        env.close()
+    score = normalizer(run.env.id)
     scores = [score(r) for r in returns] if score is not None else None
     return {
         "run": str(run_dir),
@@ -587,8 +667,9 @@ def evaluate_run(
 
 def _merge_with_earlier_runs(config: ExperimentConfig) -> ExperimentConfig:
     """The config to save at the experiment level (what ``report DIR`` compares): ``config`` plus
-    the policies and seeds trained earlier into the same directory with the same env and algo, so
-    that adding a seed or a policy later (``train.seeds=[3]``) keeps the earlier runs in the report."""
+    the envs, policies and seeds trained earlier into the same directory with the same algo (and,
+    in the ``env:`` form, the same env), so that adding a seed, a policy or an env later
+    (``train.seeds=[3]``) keeps the earlier runs in the report."""
     path = config.experiment_dir / "config.yaml"
     if not path.exists():
         return config
@@ -596,11 +677,18 @@ def _merge_with_earlier_runs(config: ExperimentConfig) -> ExperimentConfig:
         earlier = validate_config(read_yaml(path))
     except ConfigError:
         return config
-    if earlier.env != config.env or earlier.algo != config.algo:
+    if earlier.algo != config.algo or (earlier.envs is None) != (config.envs is None):
         return config
+    update: dict[str, Any] = {}
+    if config.envs is None:
+        if earlier.env != config.env:
+            return config
+    else:
+        labels = {env.label: env for env in config.envs}
+        if any(labels.get(env.label, env) != env for env in earlier.envs):  # type: ignore[union-attr]
+            return config  # an env label now means another env
+        update["envs"] = list(config.envs) + [env for env in earlier.envs if env.label not in labels]  # type: ignore[union-attr]
     seeds = earlier.train.seeds + [seed for seed in config.train.seeds if seed not in earlier.train.seeds]
-    return dataclasses.replace(
-        config,
-        policies={**earlier.policies, **config.policies},
-        train=dataclasses.replace(config.train, seeds=seeds),
-    )
+    update["policies"] = {**earlier.policies, **config.policies}
+    update["train"] = config.train.model_copy(update={"seeds": seeds})
+    return config.model_copy(update=update)

@@ -10,18 +10,41 @@ from __future__ import annotations
 from dream_rl.torsos.base import RecurrentTorso, reset_where
 from dream_rl.torsos.dream import DreamTorso
 from dream_rl.torsos.elman import ElmanTorso
+from dream_rl.torsos.ffm import FfmTorso
 from dream_rl.torsos.gru import GruTorso
 from dream_rl.torsos.leworld import LeWorldTorso
+from dream_rl.torsos.linear_attention import LinearAttentionTorso
+from dream_rl.torsos.lru import LruTorso
 from dream_rl.torsos.lstm import LstmTorso
+from dream_rl.torsos.mamba import MambaTorso
+from dream_rl.torsos.mingru import MinGruTorso
+from dream_rl.torsos.mlstm import MlstmTorso
+from dream_rl.torsos.rtu import RtuTorso
+from dream_rl.torsos.s5 import S5Torso
 from dream_rl.torsos.self_attention import SelfAttentionTorso
+from dream_rl.torsos.shm import ShmTorso
 from dream_rl.torsos.slstm import SlstmTorso
 
-__all__ = ["TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where"]
+__all__ = [
+    "TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where",
+    "MinGruTorso", "LruTorso", "S5Torso", "MambaTorso", "FfmTorso",
+    "MlstmTorso", "LinearAttentionTorso", "ShmTorso", "RtuTorso",
+    "ElmanTorso", "SlstmTorso", "SelfAttentionTorso", "LeWorldTorso",
+]
 
 TORSOS: dict[str, type[RecurrentTorso]] = {
     "dream": DreamTorso,
     "lstm": LstmTorso,
     "gru": GruTorso,
+    "mingru": MinGruTorso,
+    "lru": LruTorso,
+    "s5": S5Torso,
+    "mamba": MambaTorso,
+    "ffm": FfmTorso,
+    "mlstm": MlstmTorso,
+    "linear_attention": LinearAttentionTorso,
+    "shm": ShmTorso,
+    "rtu": RtuTorso,
     "elman": ElmanTorso,
     "slstm": SlstmTorso,
     "self_attention": SelfAttentionTorso,

@@ -4,38 +4,128 @@ Every model of this family has a state that evolves as ``h_t = a_t * h_{t-1} + b
 and ``b_t`` computed from the input alone (real or complex; scalars, vectors or matrices per sample,
 multiplied elementwise with broadcasting). Pairs compose associatively,
 ``(a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)``, so a whole training sequence is a prefix scan
-of depth ``ceil(log2 T)`` instead of ``T`` dependent steps. An episode start before step ``t`` sets
+(here chunked: ``~sqrt(T)`` steps inside chunks, all chunks at once, then across chunks) instead of
+``T`` dependent steps. An episode start before step ``t`` sets
 ``a_t = 0``: with zeros as the initial state that is an exact reset, folded into the scan.
 
 The scan multiplies decays but never divides by running products, so it neither overflows nor loses
-precision over long sequences (every ``|a| <= 1`` keeps every product bounded).
+precision over long sequences (every ``|a| <= 1`` keeps every product bounded). It runs as a chunked
+scan with a hand-written backward (the reversed recurrence): see :func:`_scan_values` for the
+measured choice, and ``scripts/bench_zoo.py`` for scan against step loop.
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from dream_rl.errors import DREAMError
 from dream_rl.torsos.base import RecurrentTorso
 
-__all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso"]
+__all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "complex_from_flat", "flat_from_complex"]
 
 
-def _fold_resets(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Zero the decays where an episode starts and fold ``h0`` into step 0: the scan then starts from zeros."""
-    if starts is not None:
-        mask = starts.reshape(*starts.shape, *([1] * (b.dim() - 2)))  # (T, B, 1, ...)
-        a = torch.where(mask, torch.zeros((), dtype=a.dtype, device=a.device), a)
-        h0 = torch.where(mask[0], torch.zeros((), dtype=h0.dtype, device=h0.device), h0)  # NaN-safe reset
-    b = torch.cat([(a[:1] * h0.unsqueeze(0) + b[:1]), b[1:]])
-    return a, b
+def _apply_resets(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Zero ``h0`` where step 0 starts an episode, and the decays where a later step does.
+
+    ``h0`` is reset by selection, so a NaN in a finished episode's state does not survive. The decays
+    are multiplied by a 0/1 mask instead: they come from the current input (finite wherever the
+    output is), and on CPU ``torch.where`` over a (T, B, ...) tensor measured 20x slower than a
+    multiplication. Inside a RecurrentPPO training sequence episodes start only at step 0, so the
+    decays are usually left as they are (and keep a broadcast shape).
+    """
+    if starts is None:
+        return a, h0
+    mask = starts.reshape(*starts.shape, *([1] * (b.dim() - 2)))  # (T, B, 1, ...)
+    h0 = torch.where(mask[0], torch.zeros((), dtype=h0.dtype, device=h0.device), h0)
+    if starts.shape[0] > 1 and bool(starts[1:].any()):
+        a = a * (~mask).to(a.real.dtype if a.is_complex() else a.dtype)
+    return a, h0
+
+
+# Below this length the plain step loop is the cheaper forward (fewer torch calls than the chunked scan).
+SEQUENTIAL_MAX_STEPS = 8
+
+
+def _scan_values(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False) -> Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = h0`` (``reverse``: ``h_t = a_t h_{t+1} + b_t`` from
+    ``h_T = h0``), without autograd: the kernel of :class:`_LinearScan`.
+
+    Short sequences run step by step. Longer ones are cut into ``C`` chunks of ``L ~ sqrt(T/2)``
+    steps: all chunks advance together through their ``L`` positions (from zero, keeping the running
+    product of their decays), then the chunks are chained in order, each adding ``prod * carry`` to
+    its states. That is ``2L + C`` torch calls and O(T) work, against ``log2 T`` calls of O(T log T)
+    work for a Hillis-Steele scan, which measured slower at RL sizes (B*H >= 4096).
+    """
+    steps = b.shape[0]
+    if steps <= SEQUENTIAL_MAX_STEPS:
+        out = torch.empty_like(b)
+        prev = h0
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            torch.addcmul(b[t], a[t], prev, out=out[t])
+            prev = out[t]
+        return out
+    length = max(2, round(math.sqrt(steps / 2)))
+    chunks = -(-steps // length)
+    pad = chunks * length - steps
+    if pad:  # extra steps with a = b = 0 after the last (before the first, in reverse) change nothing
+        a_pad, b_pad = a.new_zeros((pad, *a.shape[1:])), b.new_zeros((pad, *b.shape[1:]))
+        a = torch.cat([a_pad, a] if reverse else [a, a_pad])
+        b = torch.cat([b_pad, b] if reverse else [b, b_pad])
+    a = a.reshape(chunks, length, *a.shape[1:])
+    b = b.reshape(chunks, length, *b.shape[1:])
+    h = torch.empty_like(b)
+    prod = torch.empty_like(a)
+    first, step = (length - 1, -1) if reverse else (0, 1)
+    h[:, first] = b[:, first]
+    prod[:, first] = a[:, first]
+    for pos in range(first + step, first + step * length, step):
+        torch.addcmul(b[:, pos], a[:, pos], h[:, pos - step], out=h[:, pos])
+        torch.mul(a[:, pos], prod[:, pos - step], out=prod[:, pos])
+    carry = h0
+    for chunk in range(chunks - 1, -1, -1) if reverse else range(chunks):
+        h[chunk].addcmul_(prod[chunk], carry)
+        carry = h[chunk, length - 1 - first]
+    h = h.reshape(chunks * length, *b.shape[2:])
+    return h[pad:] if reverse else h[:steps]
+
+
+class _LinearScan(torch.autograd.Function):
+    """The scan with a hand-written backward: the adjoint of a linear recurrence is the same
+    recurrence run backwards, ``g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}``, and then
+    ``dL/db_t = g_t``, ``dL/da_t = g_t conj(h_{t-1})``, ``dL/dh0 = conj(a_0) g_0`` (torch's
+    convention for complex gradients). Two scans instead of an autograd graph of hundreds of ops."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
+        h = _scan_values(a, b, h0)
+        ctx.save_for_backward(a, h, h0)
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        a, h, h0 = ctx.saved_tensors
+        # g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}: the reversed recurrence, with the decays shifted by one
+        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])]).conj()
+        grad_b = _scan_values(a_next, grad_h, torch.zeros_like(grad_h[0]), reverse=True)
+        grad_a = grad_h0 = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.empty_like(grad_b)
+            torch.mul(grad_b[1:], h[:-1].conj(), out=grad_a[1:])
+            torch.mul(grad_b[0], h0.conj(), out=grad_a[0])
+            grad_a = grad_a.sum_to_size(a.shape)
+        if ctx.needs_input_grad[2]:
+            grad_h0 = (grad_b[0] * a[0].conj()).sum_to_size(h0.shape)
+        return grad_a, grad_b, grad_h0
 
 
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None = None) -> Tensor:
-    """All states of ``h_t = a_t * h_{t-1} + b_t`` (``h_{-1} = h0``) by a log-depth prefix scan.
+    """All states of ``h_t = a_t * h_{t-1} + b_t`` (``h_{-1} = h0``) by a chunked scan.
 
     Args:
         a: (T, B, ...) decays, broadcastable to ``b`` (e.g. (T, B, heads, 1, 1) against (T, B, heads, d, d)).
@@ -44,27 +134,24 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None = None) 
         starts: (T, B) bool, True where an episode starts before step t (the state is reset); None: no resets.
     Returns:
         h: (T, B, ...), the state after every step.
+
+    ``a``, ``b`` and ``h0`` share one dtype (real or complex). Gradients flow to all three.
     """
-    a, h = _fold_resets(a, b, h0, starts)
-    steps = h.shape[0]
-    span = 1
-    # Hillis-Steele: after the pass with span s, h_t holds the recurrence over (t - 2s, t].
-    while span < steps:
-        h = torch.cat([h[:span], a[span:] * h[:-span] + h[span:]])
-        if span * 2 < steps:  # the decays are not needed after the last pass
-            a = torch.cat([a[:span], a[span:] * a[:-span]])
-        span *= 2
-    return h
+    a, h0 = _apply_resets(a, b, h0, starts)
+    if b.shape[0] == 1:  # a rollout step: the recurrence itself
+        return (a[0] * h0 + b[0]).unsqueeze(0)
+    if a.shape[0] != b.shape[0]:
+        a = a.expand(b.shape[0], *a.shape[1:])
+    return _LinearScan.apply(a, b, h0)
 
 
 def linear_scan_sequential(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None = None) -> Tensor:
-    """The same recurrence one step at a time: the reference the scan is tested against, and the
-    cheaper choice for a single rollout step."""
-    a, b = _fold_resets(a, b, h0, starts)
-    h = torch.zeros_like(b[0])
+    """The same recurrence one step at a time under autograd: the reference the scan is tested
+    (and benchmarked) against."""
+    a, h = _apply_resets(a, b, h0, starts)
     states = []
     for t in range(b.shape[0]):
-        h = a[t] * h + b[t]
+        h = a[t if a.shape[0] > 1 else 0] * h + b[t]
         states.append(h)
     return torch.stack(states)
 
@@ -87,8 +174,17 @@ class ScanTorso(RecurrentTorso):
     Subclasses implement :meth:`make_layer`.
     """
 
+    # The model options make_layer accepts; when set, any other keyword is a DREAMError naming them.
+    layer_options: tuple[str, ...] | None = None
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **layer_kwargs: Any) -> None:
         super().__init__()
+        if self.layer_options is not None:
+            unknown = sorted(set(layer_kwargs) - set(self.layer_options))
+            if unknown:
+                raise DREAMError(
+                    f"{type(self).__name__} got unknown options {unknown}; its options are {list(self.layer_options)}"
+                )
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.layers = nn.ModuleList(self.make_layer(width, self.output_size, **layer_kwargs) for width in widths)
@@ -111,3 +207,14 @@ class ScanTorso(RecurrentTorso):
             x, h_last = layer(x, h0, starts)
             last_states.append(h_last)
         return x, torch.cat(last_states, dim=1)
+
+
+def complex_from_flat(flat: Tensor, *shape: int) -> Tensor:
+    """A complex state from its flat real form: (B, 2·prod(shape)) → (B, *shape) complex, real and
+    imaginary parts interleaved (zeros stay zeros)."""
+    return torch.view_as_complex(flat.reshape(flat.shape[0], *shape, 2).contiguous())
+
+
+def flat_from_complex(state: Tensor) -> Tensor:
+    """The inverse of :func:`complex_from_flat`: (B, *shape) complex → (B, 2·prod(shape)) real."""
+    return torch.view_as_real(state).reshape(state.shape[0], -1)

@@ -1,0 +1,269 @@
+"""Train the runs of an experiment at the same time: in worker processes here, or as Ray tasks.
+
+Each run is handed whole to :func:`~dream_rl.experiments.runner.train_run`, exactly as in a
+sequential ``train``: same seeds, same budget, ``train.torch_threads`` threads, so it computes the
+same ``eval.csv``. The run-directory lock (:mod:`.runlock`) keeps two trainers off one run.
+
+- **Processes** (``--workers N``): at most N runs at once, each in its own process (the
+  ``forkserver`` start method: torch and SB3 are imported once by the server, not per run). The
+  parent prints one line per run start and finish. A run that fails is reported and the others
+  go on. Ctrl-C interrupts every worker, each saves its checkpoint, and the parent waits for them.
+- **Ray** (``--ray ADDRESS``): every run is a Ray task asking for ``train.torch_threads`` CPUs;
+  Ray places them on the cluster's nodes. ``local`` starts Ray in this process; ``auto`` or
+  ``ray://host:port`` joins a running cluster. Outputs are written by the tasks under
+  ``output_dir``, which must be one shared path on every node. Ctrl-C cancels the tasks, which
+  save their checkpoints.
+
+Failures are collected into :class:`RunsFailed` (exit status 1, or 2 when every failure is a
+config problem, such as a locked run) and interruptions into :class:`ExperimentInterrupted`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_module
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dream_rl.experiments.config import ConfigError, ExperimentConfig, Run
+from dream_rl.experiments.runner import RunResult, TrainingInterrupted, train_run
+
+__all__ = ["ExperimentInterrupted", "Outcome", "RunsFailed", "default_workers", "execute", "run_parallel"]
+
+
+def default_workers(config: ExperimentConfig) -> int:
+    """As many runs as the cores allow with ``train.torch_threads`` threads each."""
+    return max(1, (os.cpu_count() or 1) // config.train.torch_threads)
+
+
+@dataclass
+class Outcome:
+    """How one run ended, as data (it crosses process and network boundaries)."""
+
+    name: str
+    status: str  # completed | skipped | interrupted | failed
+    result: RunResult | None = None
+    message: str = ""
+    config_problem: bool = False  # a ConfigError (bad setup, locked run): exit status 2
+
+
+class RunsFailed(Exception):
+    """Some runs failed (the others finished)."""
+
+    def __init__(self, failures: list[Outcome]) -> None:
+        names = ", ".join(f.name for f in failures)
+        super().__init__(f"{len(failures)} run{'s' if len(failures) > 1 else ''} failed: {names} (see above)")
+        self.failures = failures
+        self.exit_status = 2 if all(f.config_problem for f in failures) else 1
+
+
+class ExperimentInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the experiment; the running runs saved their checkpoints."""
+
+    def __init__(self, interrupted: list[Outcome]) -> None:
+        super().__init__(f"{len(interrupted)} running runs saved their checkpoints")
+        self.interrupted = interrupted
+
+
+def execute(run: Run, fresh: bool, log: Callable[[str], None] = print) -> Outcome:
+    """Train one run and say how it ended (never raises, but for a second Ctrl-C)."""
+    try:
+        result = train_run(run, fresh=fresh, progress_bar=False, log=log)
+        return Outcome(run.name, result.status, result)
+    except TrainingInterrupted as stop:
+        return Outcome(run.name, "interrupted", message=f"checkpoint {stop.checkpoint.name} saved at {stop.timesteps} steps")
+    except ConfigError as error:
+        return Outcome(run.name, "failed", message=str(error), config_problem=True)
+    except Exception as error:  # noqa: BLE001  (a failed run must not stop the others: it is reported)
+        trace = run.run_dir / "traceback.txt"
+        try:
+            trace.write_text(traceback.format_exc())
+            where = f" (traceback in {trace})"
+        except OSError:
+            where = ""
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        return Outcome(run.name, "failed", message=f"{type(error).__name__}: {first_line}{where}")
+
+
+def run_parallel(
+    config: ExperimentConfig, *, workers: int, ray_address: str | None, fresh: bool, log: Callable[[str], None] = print
+) -> list[RunResult]:
+    """Train every run of ``config`` in processes or on Ray; see the module doc."""
+    runs = config.runs()
+    if ray_address is not None:
+        outcomes, stopped = _on_ray(runs, ray_address, config.train.torch_threads, fresh, log)
+    else:
+        outcomes, stopped = _in_processes(runs, workers, fresh, log)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("completed", "skipped", "interrupted", "failed")}
+    log(f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        + (f", {len(runs) - len(outcomes)} not started" if len(outcomes) < len(runs) else ""))
+    if stopped:
+        raise ExperimentInterrupted([o for o in outcomes if o.status == "interrupted"])
+    failures = [o for o in outcomes if o.status == "failed"]
+    if failures:
+        raise RunsFailed(failures)
+    return [o.result for o in outcomes if o.result is not None]
+
+
+def _report(outcome: Outcome, log: Callable[[str], None]) -> None:
+    if outcome.status == "failed":
+        log(f"[{outcome.name}] FAILED: {outcome.message}")
+    elif outcome.status == "interrupted":
+        log(f"[{outcome.name}] interrupted: {outcome.message}")
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes
+
+
+def _worker(run: Run, fresh: bool, messages: Any) -> None:
+    """Body of a worker process: train one run, send its log lines and its outcome."""
+
+    def first_interrupt(signum: int, frame: Any) -> None:
+        # Ctrl-C reaches the worker twice (from the terminal and forwarded by the parent): the
+        # first stops training; later ones must not cut the checkpoint being saved.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    outcome = execute(run, fresh, log=lambda line: messages.put(("log", run.name, line)))
+    messages.put(("outcome", run.name, outcome))
+
+
+def _context() -> Any:
+    if "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(["dream_rl.experiments.runner"])
+        return context
+    return mp.get_context("spawn")
+
+
+def _in_processes(runs: list[Run], workers: int, fresh: bool, log: Callable[[str], None]) -> tuple[list[Outcome], bool]:
+    context = _context()
+    messages = context.Queue()
+    pending = list(runs)
+    running: dict[str, Any] = {}  # run name -> Process
+    outcomes: dict[str, Outcome] = {}
+    stopped = False
+
+    def receive(timeout: float) -> None:
+        try:
+            kind, name, payload = messages.get(timeout=timeout)
+        except queue_module.Empty:
+            return
+        if kind == "log":
+            log(payload)
+        else:
+            outcomes[name] = payload
+            _report(payload, log)
+
+    def reap() -> None:
+        for name, process in list(running.items()):
+            if process.is_alive():
+                continue
+            deadline = time.monotonic() + 5.0  # its last messages may still be in the pipe
+            while name not in outcomes and time.monotonic() < deadline:
+                receive(0.2)
+            if name not in outcomes:
+                outcomes[name] = Outcome(name, "failed", message=f"worker process died (exit code {process.exitcode})")
+                _report(outcomes[name], log)
+            process.join()
+            del running[name]
+
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                run = pending.pop(0)
+                process = context.Process(target=_worker, args=(run, fresh, messages), name=run.name)
+                process.start()
+                running[run.name] = process
+            receive(0.5)
+            reap()
+    except KeyboardInterrupt:
+        stopped = True
+        log(f"\nCtrl-C: stopping {len(running)} running runs (each saves a checkpoint)...")
+        for process in running.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        try:
+            while running:
+                receive(0.5)
+                reap()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            for process in running.values():
+                process.terminate()
+            raise
+    finally:
+        messages.close()
+    return [outcomes[run.name] for run in runs if run.name in outcomes], stopped
+
+
+# --------------------------------------------------------------------------------------------
+# Ray
+
+
+def _ray_task(run: Run, fresh: bool) -> Outcome:
+    return execute(run, fresh, log=print)  # Ray forwards a task's prints to the driver
+
+
+def _on_ray(
+    runs: list[Run], address: str, cpus_per_run: int, fresh: bool, log: Callable[[str], None]
+) -> tuple[list[Outcome], bool]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'dream-rl[ray]' (or: pip install 'ray[default]')") from None
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            if address == "local":
+                ray.init(address="local", include_dashboard=False, configure_logging=False)
+            else:
+                ray.init(address=address, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {first_line}") from None
+    try:
+        task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(_ray_task)
+        waiting = {task.options(name=run.name).remote(run, fresh): run for run in runs}
+        cpus = ray.cluster_resources().get("CPU", 0)
+        log(f"Ray: {len(runs)} runs submitted, {cpus_per_run} CPU each, {cpus:.0f} CPUs in the cluster")
+        outcomes: dict[str, Outcome] = {}
+        stopped = False
+        try:
+            while waiting:
+                done, _ = ray.wait(list(waiting), num_returns=1, timeout=1.0)
+                for ref in done:
+                    run = waiting.pop(ref)
+                    outcomes[run.name] = _ray_outcome(ray, ref, run)
+                    _report(outcomes[run.name], log)
+                    if outcomes[run.name].status in ("completed", "skipped"):
+                        log(f"[{run.name}] {outcomes[run.name].status}")
+        except KeyboardInterrupt:
+            stopped = True
+            log(f"\nCtrl-C: cancelling {len(waiting)} Ray tasks (running ones save a checkpoint)...")
+            for ref in waiting:
+                ray.cancel(ref)
+            for ref, run in waiting.items():
+                outcomes[run.name] = _ray_outcome(ray, ref, run, cancelled=True)
+        return [outcomes[run.name] for run in runs if run.name in outcomes], stopped
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_outcome(ray: Any, ref: Any, run: Run, cancelled: bool = False) -> Outcome:
+    try:
+        return ray.get(ref, timeout=120 if cancelled else None)
+    except (ray.exceptions.TaskCancelledError, ray.exceptions.GetTimeoutError):
+        return Outcome(run.name, "interrupted", message="cancelled (a started run keeps its last checkpoint)")
+    except ray.exceptions.RayError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Outcome(run.name, "failed", message=f"Ray: {first_line}")
+

@@ -1,0 +1,735 @@
+"""Hyper-parameter search over an experiment config with Optuna (``dream-rl tune``).
+
+A tune config is an ordinary experiment config plus a ``tune:`` section that declares the search
+space; the values it samples replace the config's own::
+
+    tune:
+      policy: dream                 # the policy to tune ([the only one under policies])
+      objective: final              # final | auc   [final]
+      space:                        # dotted config path -> distribution
+        algo.learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+        algo.n_epochs: {type: int, low: 2, high: 10}
+        algo.gamma: {type: categorical, choices: [0.95, 0.99, 0.995]}
+        policies.dream.policy_kwargs.net_arch: {type: categorical, choices: [[64], [64, 64]]}
+      sampler: {n_startup_trials: 5, seed: 0}          # optuna.samplers.TPESampler arguments
+      pruner: {n_startup_trials: 3, n_warmup_steps: 0}  # optuna.pruners.MedianPruner arguments;
+                                                        # pruner: null turns pruning off
+
+Distributions: ``float`` and ``int`` take ``low``, ``high`` (inclusive) and optionally
+``log: true`` or ``step``; ``categorical`` takes ``choices`` (any YAML values, lists included).
+Paths may point under ``algo`` or under ``policies.<policy>.policy_kwargs`` (``dream_kwargs``
+included); the space may also be written nested (``algo: {learning_rate: {...}}``), which is what
+a dotted override such as ``tune.space.algo.learning_rate.high=1e-2`` adds to.
+
+A trial: substitute the sampled values into the raw config, keep only the tuned policy, validate
+through :func:`dream_rl.experiments.config.validate_config` (so every value is checked as in
+``train``), and train every run of it (every env and seed, one after the other) with the runner's
+:func:`~dream_rl.experiments.runner.train_run`, under
+``<output_dir>/<name>/trials/<study>/trial_<k>/``.
+
+Objective (maximized): the mean over the trial's runs of the normalized evaluation score
+(``eval.csv``'s ``mean_score``; the mean return for an env without reference scores, allowed only
+when the config has one env). ``final``: the score of each run's last evaluation. ``auc``: the area
+under each run's score-vs-steps curve divided by the steps spanned (the report's AUC), which
+rewards learning early.
+
+Pruning: after every periodic evaluation the trial reports the objective so far (the finished
+runs' values and the current run's value up to now, averaged) at step ``budgets of the earlier
+runs + steps of the evaluation``; Optuna's median pruner stops a trial whose best reported value
+is below the median of the finished trials at the same step. A pruned run stops
+at that evaluation (its ``run_info.json`` says ``pruned``).
+
+Storage: an SQLite file ``<output_dir>/<name>/study.db`` by default; any Optuna RDB URL
+(``sqlite:///path``, ``postgresql://...``, ``mysql+pymysql://...``), or a journal file (a path
+ending in ``.log`` or ``.journal``, or ``journal:PATH``) shares one study between processes and
+machines. ``workers`` processes run on the same storage at once.
+
+Outputs in ``<output_dir>/<name>/``: the study storage, ``best_config.yaml`` (the config with the
+best trial's values, without the ``tune`` section: ready for ``dream-rl train|compare``) and
+``trials.csv`` (one row per trial).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import multiprocessing
+import re
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dream_rl.experiments.config import ConfigError, apply_overrides, read_yaml, validate_config
+
+if TYPE_CHECKING:  # optuna is an optional extra, imported when tuning starts
+    import optuna
+
+__all__ = [
+    "SearchParam",
+    "add_tune_command",
+    "TuneSettings",
+    "TuneResult",
+    "parse_tune_section",
+    "resolve_storage",
+    "run_tuning",
+    "substitute",
+]
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SPEC_FIELDS = ("type", "low", "high", "log", "step", "choices")
+OBJECTIVES = ("final", "auc")
+TRIALS_COLUMNS = ("number", "state", "value", "duration_s", "params")
+NO_SPACE_HINT = (
+    "declare one in a `tune:` section, e.g. tune: {space: {algo.learning_rate: {type: float, low: 1.0e-4, "
+    "high: 3.0e-3, log: true}}} (see configs/tune_tmaze.yaml)"
+)
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One dimension of the search space: the dotted config path and its distribution."""
+
+    key: str
+    type: str  # float | int | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Sample this parameter in ``trial`` (named by its dotted key in the study)."""
+        if self.type == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
+        if self.type == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        labels = self.choice_labels()
+        return self.choices[labels.index(trial.suggest_categorical(self.key, labels))]
+
+    def choice_labels(self) -> list[Any]:
+        """What Optuna stores for each choice: the value itself when it is a scalar, else its
+        YAML text (Optuna's categorical values must be None, bool, int, float or str)."""
+        if all(c is None or isinstance(c, (bool, int, float, str)) for c in self.choices):
+            return list(self.choices)
+        return [yaml.safe_dump(c, default_flow_style=True).strip() for c in self.choices]
+
+    def value_of(self, stored: Any) -> Any:
+        """The config value of a parameter value as stored in the study."""
+        if self.type != "categorical":
+            return stored
+        return self.choices[self.choice_labels().index(stored)]
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """The parsed ``tune:`` section."""
+
+    space: tuple[SearchParam, ...]
+    policy: str
+    objective: str = "final"
+    sampler: dict[str, Any] = field(default_factory=dict)
+    pruner: dict[str, Any] | None = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study_name: str
+    storage: str
+    best_value: float
+    best_params: dict[str, Any]
+    best_trial: int
+    best_config: Path
+    trials_csv: Path
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+
+
+# --------------------------------------------------------------------------------------------
+# The tune section
+
+
+def _flatten_space(node: Mapping[str, Any], prefix: tuple[str, ...], out: dict[tuple[str, ...], dict[str, Any]]) -> None:
+    """Collect ``{path: {field: value}}`` from a dotted or nested space (both may be mixed)."""
+    for key, value in node.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"tune.space: keys must be dotted config paths, got {key!r}", "tune.space")
+        path = prefix + tuple(key.split("."))
+        if isinstance(value, dict):
+            _flatten_space(value, path, out)
+        elif path[-1] in SPEC_FIELDS and len(path) > 1:
+            out.setdefault(path[:-1], {})[path[-1]] = value
+        else:
+            where = "tune.space." + ".".join(path)
+            raise ConfigError(
+                f"{where}: expected a distribution such as {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}, "
+                f"{{type: int, low: 1, high: 8}} or {{type: categorical, choices: [a, b]}}, got {value!r}",
+                where,
+            )
+
+
+def _number(spec: dict[str, Any], name: str, where: str, integer: bool) -> float:
+    value = spec.get(name)
+    if isinstance(value, float) and integer and value.is_integer():
+        value = int(value)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}.{name}: expected {kind}, got {value!r}", f"{where}.{name}")
+    return value
+
+
+def _parse_param(path: tuple[str, ...], spec: dict[str, Any]) -> SearchParam:
+    key = ".".join(path)
+    where = f"tune.space.{key}"
+    kind = spec.get("type")
+    if kind not in ("float", "int", "categorical"):
+        raise ConfigError(f"{where}.type: must be float, int or categorical, got {kind!r}", f"{where}.type")
+    if kind == "categorical":
+        extra = [name for name in spec if name not in ("type", "choices")]
+        choices = spec.get("choices")
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}: a categorical takes only choices", f"{where}.{extra[0]}")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices: expected a non-empty list, got {choices!r}", f"{where}.choices")
+        return SearchParam(key, kind, choices=tuple(choices))
+    if "choices" in spec:
+        raise ConfigError(f"{where}.choices: only for type: categorical", f"{where}.choices")
+    integer = kind == "int"
+    low, high = _number(spec, "low", where, integer), _number(spec, "high", where, integer)
+    if not low < high:
+        raise ConfigError(f"{where}: low must be < high, got low={low}, high={high}", where)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log: expected true or false, got {log!r}", f"{where}.log")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: log: true needs low > 0, got {low}", f"{where}.low")
+    step = None
+    if spec.get("step") is not None:
+        step = _number(spec, "step", where, integer)
+        if step <= 0 or log:
+            raise ConfigError(f"{where}.step: must be > 0 and cannot go with log: true", f"{where}.step")
+    return SearchParam(key, kind, low=low, high=high, log=log, step=step)
+
+
+def parse_tune_section(raw: dict[str, Any]) -> tuple[dict[str, Any], TuneSettings]:
+    """Split a raw config into the experiment config (without ``tune``) and the tune settings.
+
+    Raises ConfigError when there is no search space or it is malformed."""
+    raw = dict(raw)
+    section = raw.pop("tune", None)
+    if section is None:
+        raise ConfigError(f"the config has no search space: {NO_SPACE_HINT}", "tune")
+    if not isinstance(section, dict):
+        raise ConfigError(f"tune: expected a mapping with a space, got {section!r}", "tune")
+    known = ("space", "policy", "objective", "sampler", "pruner")
+    for key in section:
+        if key not in known:
+            raise ConfigError(f"unknown key 'tune.{key}' (valid keys: {', '.join(known)})", f"tune.{key}")
+    space_node = section.get("space")
+    if not space_node:
+        raise ConfigError(f"tune.space is empty: {NO_SPACE_HINT}", "tune.space")
+    if not isinstance(space_node, dict):
+        raise ConfigError(f"tune.space: expected a mapping of dotted paths to distributions, got {space_node!r}", "tune.space")
+    flat: dict[tuple[str, ...], dict[str, Any]] = {}
+    _flatten_space(space_node, (), flat)
+    space = tuple(_parse_param(path, spec) for path, spec in flat.items())
+
+    policies = raw.get("policies")
+    labels = list(policies) if isinstance(policies, dict) else []
+    policy = section.get("policy")
+    if policy is None:
+        if len(labels) != 1:
+            raise ConfigError(
+                f"tune.policy: the config has {len(labels)} policies ({', '.join(map(str, labels))}): "
+                "name the one to tune, e.g. tune.policy=" + (str(labels[0]) if labels else "dream"),
+                "tune.policy",
+            )
+        policy = labels[0]
+    if policy not in labels:
+        raise ConfigError(f"tune.policy: {policy!r} is not under policies ({', '.join(map(str, labels))})", "tune.policy")
+    for param in space:
+        allowed = param.key.startswith("algo.") or param.key.startswith(f"policies.{policy}.policy_kwargs.")
+        if not allowed:
+            raise ConfigError(
+                f"tune.space.{param.key}: only algo.* and policies.{policy}.policy_kwargs.* values are tuned",
+                f"tune.space.{param.key}",
+            )
+
+    objective = section.get("objective", "final")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"tune.objective: must be final or auc, got {objective!r}", "tune.objective")
+    sampler = section.get("sampler") or {}
+    if not isinstance(sampler, dict):
+        raise ConfigError(f"tune.sampler: expected a mapping of TPESampler arguments, got {sampler!r}", "tune.sampler")
+    pruner = section.get("pruner", {})
+    if pruner is not None and not isinstance(pruner, dict):
+        raise ConfigError(f"tune.pruner: expected MedianPruner arguments or null, got {pruner!r}", "tune.pruner")
+    return raw, TuneSettings(space=space, policy=str(policy), objective=objective, sampler=dict(sampler),
+                             pruner=None if pruner is None else dict(pruner))
+
+
+def substitute(raw: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``raw`` with each dotted path set to its value (mappings created as needed)."""
+    result = copy.deepcopy(raw)
+    for key, value in values.items():
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"tune.space.{key}: {part} is not a mapping in the config", f"tune.space.{key}")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _narrow_to_policy(raw: dict[str, Any], policy: str) -> dict[str, Any]:
+    """The raw config with only ``policy`` under policies (and no report baseline naming another)."""
+    narrowed = dict(raw)
+    narrowed["policies"] = {policy: raw["policies"][policy]}
+    report = raw.get("report")
+    if isinstance(report, dict) and report.get("baseline") not in (None, policy):
+        narrowed["report"] = {key: value for key, value in report.items() if key != "baseline"}
+    return narrowed
+
+
+def _env_ids(raw: dict[str, Any]) -> list[str]:
+    """The env ids of a raw config (the single ``env:`` form or an ``envs:`` list)."""
+    entries = [raw.get("env")] + list(raw.get("envs") or [])
+    ids = []
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            ids.append(entry["id"])
+        elif isinstance(entry, str):
+            ids.append(entry)
+    return ids
+
+
+# --------------------------------------------------------------------------------------------
+# Storage
+
+
+def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
+    """(a printable description, what ``optuna.create_study(storage=...)`` takes)."""
+    import optuna
+
+    if storage is None:
+        storage = str((tune_dir / "study.db").resolve())
+    journal = storage.removeprefix("journal:") if storage.startswith("journal:") else None
+    if journal is None and "://" not in storage and storage.endswith((".log", ".journal")):
+        journal = storage
+    if journal is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(journal).parent.mkdir(parents=True, exist_ok=True)
+        return f"journal file {journal}", optuna.storages.JournalStorage(JournalFileBackend(journal))
+    if "://" not in storage:  # a plain path: an SQLite file
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{Path(storage).resolve()}"
+    engine_kwargs: dict[str, Any] = {}
+    if storage.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 120}}  # several worker processes share the file
+    try:
+        return storage, optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs)
+    except Exception as error:  # noqa: BLE001  a bad URL or a missing database driver
+        raise ConfigError(f"--storage {storage}: cannot open it ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Objective
+
+
+def _read_eval(path: Path) -> tuple[list[float], list[float]]:
+    """(timesteps, score) of every evaluation in ``eval.csv``; the score is the normalized score,
+    or the mean return for envs without reference scores."""
+    if not path.exists():
+        return [], []
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    steps = [float(r["timesteps"]) for r in rows]
+    scores = [float(r["mean_score"]) if r["mean_score"] != "" else float(r["mean_return"]) for r in rows]
+    return steps, scores
+
+
+def run_value(steps: list[float], scores: list[float], objective: str) -> float:
+    """One run's objective from its evaluations so far."""
+    from dream_rl.experiments.report import area_under_curve
+    import numpy as np
+
+    if not scores:
+        return math.nan
+    if objective == "final":
+        return scores[-1]
+    return area_under_curve(np.asarray(steps), np.asarray(scores))
+
+
+def _make_reporter(
+    trial: optuna.Trial,
+    eval_path: Path,
+    objective: str,
+    earlier: list[float],
+    step_offset: int,
+    total_timesteps: int,
+    pruning: bool,
+):
+    """A callback (after the runner's evaluation callback) that reports each new evaluation to
+    ``trial`` and stops learning when the pruner says so."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class TrialReporter(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen_size = -1
+            self.last_step = -1
+            self.pruned = False
+
+        def _check(self) -> bool:
+            size = eval_path.stat().st_size if eval_path.exists() else -1
+            if size == self.seen_size or self.pruned:
+                return True
+            self.seen_size = size
+            steps, scores = _read_eval(eval_path)
+            if not scores or steps[-1] == 0:  # the untrained policy's score says nothing of the values
+                return True
+            step = step_offset + min(int(steps[-1]), total_timesteps)  # the same in every trial
+            if step == self.last_step:  # the end-of-training evaluation after one at the budget
+                return True
+            self.last_step = step
+            value = float(sum(earlier) + run_value(steps, scores, objective)) / (len(earlier) + 1)
+            trial.report(value, step)
+            if pruning and trial.should_prune():
+                self.pruned = True
+                return False
+            return True
+
+        def _on_step(self) -> bool:
+            return self._check()
+
+        def _on_training_end(self) -> None:
+            self._check()
+
+    return TrialReporter()
+
+
+class _Objective:
+    """Optuna objective: one trial = every run of the config with sampled values."""
+
+    def __init__(self, base: dict[str, Any], settings: TuneSettings, trials_dir: Path, log: Callable[[str], None]) -> None:
+        self.base, self.settings, self.trials_dir, self.log = base, settings, trials_dir, log
+
+    def trial_raw(self, number: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        raw = substitute(_narrow_to_policy(self.base, self.settings.policy), values)
+        raw["name"] = f"trial_{number:04d}"
+        raw["output_dir"] = str(self.trials_dir)
+        raw.setdefault("train", {})["progress_bar"] = False
+        return raw
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        values = {param.key: param.suggest(trial) for param in self.settings.space}
+        config = validate_config(self.trial_raw(trial.number, values))
+        shutil.rmtree(config.experiment_dir, ignore_errors=True)  # left by an earlier study of that name
+        shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v!r}" for k, v in values.items())
+        self.log(f"[trial {trial.number}] {shown}")
+
+        earlier: list[float] = []
+        steps_before = 0  # the runs' budgets so far: a run's steps count on from there
+        for index, run in enumerate(config.runs()):
+            run_dir, budget, train_one = _run_handle(config, run)
+            reporter = _make_reporter(trial, run_dir / "eval.csv", self.settings.objective, earlier,
+                                      steps_before, budget, pruning=self.settings.pruner is not None)
+            steps_before += budget
+            train_one(progress_bar=False, extra_callbacks=[reporter],
+                      log=lambda line: self.log(f"[trial {trial.number}] {line}"))
+            if reporter.pruned:
+                _mark_pruned(run_dir)
+                self.log(f"[trial {trial.number}] pruned after {index + 1} run(s)")
+                raise optuna.TrialPruned()
+            earlier.append(run_value(*_read_eval(run_dir / "eval.csv"), self.settings.objective))
+        value = float(sum(earlier) / len(earlier))
+        self.log(f"[trial {trial.number}] {self.settings.objective} = {value:.4f}")
+        return value
+
+
+def _run_handle(config: Any, run: Any) -> tuple[Path, int, Callable[..., Any]]:
+    """(folder, budget in env steps, a function training it) of one of ``config.runs()``.
+
+    Two runner interfaces are served: ``Run`` objects trained by ``train_run(run, ...)`` (the
+    env x policy x seed experiments, each run with its env's budget) and ``(label, seed)`` pairs
+    trained by ``train_run(config, label, seed, ...)``."""
+    from dream_rl.experiments.runner import train_run
+
+    if hasattr(run, "run_dir"):
+        return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
+    return config.run_dir(*run), int(config.train.total_timesteps), lambda **kwargs: train_run(config, *run, **kwargs)
+
+
+def _mark_pruned(run_dir: Path) -> None:
+    path = run_dir / "run_info.json"
+    if path.exists():
+        info = json.loads(path.read_text())
+        info["status"] = "pruned"
+        path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker process needs (picklable)."""
+
+    config_path: str
+    overrides: tuple[str, ...]
+    storage: str | None
+    study_name: str | None
+    n_trials: int
+    worker: int
+
+
+def load_tune_config(config_path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], TuneSettings, Path, str]:
+    """(raw config without tune, settings, tune folder, default study name); checks the space by
+    validating the config at the low and high end of every dimension."""
+    raw = apply_overrides(read_yaml(config_path), overrides)
+    base, settings = parse_tune_section(raw)
+    base_config = validate_config(base)  # the config on its own (also names the experiment folder)
+    ids = _env_ids(base)
+    if len(ids) > 1:
+        from dream_rl.experiments.runner import normalizer
+
+        unscored = [env_id for env_id in ids if normalizer(env_id) is None]
+        if unscored:
+            raise ConfigError(
+                f"tune averages normalized scores over envs, and {unscored[0]} has no reference scores: "
+                "tune on it alone, or on suite envs (`dream-rl envs`)",
+                "envs",
+            )
+    objective = _Objective(base, settings, base_config.experiment_dir / "trials", print)
+    for end in (0, -1):  # catch a mistyped path or an impossible value before any training
+        corner = {}
+        for param in settings.space:
+            if param.type == "categorical":
+                corner[param.key] = param.choices[end]
+            else:
+                corner[param.key] = param.low if end == 0 else param.high
+                corner[param.key] = int(corner[param.key]) if param.type == "int" else float(corner[param.key])
+        try:
+            validate_config(objective.trial_raw(0, corner))
+        except ConfigError as error:
+            raise ConfigError(f"tune.space ({'low' if end == 0 else 'high'} end): {error}", error.key) from None
+    return base, settings, base_config.experiment_dir, base_config.name
+
+
+def _open_study(job: _Job, settings: TuneSettings, tune_dir: Path, default_name: str, seed_offset: int = 0):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print our own progress lines
+    description, storage = resolve_storage(job.storage, tune_dir)
+    sampler_kwargs = {"n_startup_trials": 5, "seed": 0, **settings.sampler}
+    if sampler_kwargs.get("seed") is not None:
+        sampler_kwargs["seed"] = int(sampler_kwargs["seed"]) + seed_offset
+    try:
+        sampler = optuna.samplers.TPESampler(**sampler_kwargs)
+        pruner = (
+            optuna.pruners.NopPruner()
+            if settings.pruner is None
+            else optuna.pruners.MedianPruner(**{"n_startup_trials": 3, **settings.pruner})
+        )
+    except TypeError as error:
+        raise ConfigError(f"tune.sampler / tune.pruner: {error}", "tune") from None
+    study = optuna.create_study(
+        study_name=job.study_name or default_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    return study, description
+
+
+def _work(job: _Job) -> None:
+    """Run ``job.n_trials`` trials in this process."""
+    base, settings, tune_dir, name = load_tune_config(job.config_path, job.overrides)
+    prefix = f"[worker {job.worker}] " if job.worker >= 0 else ""
+
+    def log(line: str) -> None:
+        print(prefix + line, flush=True)
+
+    # Seed each worker (and each continuation of a study) apart, so they do not repeat samples.
+    probe, _ = _open_study(job, settings, tune_dir, name)
+    study, _ = _open_study(job, settings, tune_dir, name, seed_offset=len(probe.trials) + max(job.worker, 0))
+    objective = _Objective(base, settings, tune_dir / "trials" / study.study_name, log)
+    # A sampled combination that cannot be built or diverges fails its trial, not the study.
+    study.optimize(objective, n_trials=job.n_trials, catch=(ConfigError, ValueError, AssertionError))
+
+
+def _worker_main(job: _Job) -> None:  # entry point of a spawned worker
+    try:
+        _work(job)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_tuning(
+    config_path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    n_trials: int,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    log: Callable[[str], None] = print,
+) -> TuneResult:
+    """Run ``n_trials`` more trials of the study (split over ``workers`` processes), then write
+    ``best_config.yaml`` and ``trials.csv``. See the module docstring."""
+    if n_trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {n_trials}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if study_name is not None and not _SAFE_NAME.match(study_name):
+        raise ConfigError(f"--study-name {study_name!r}: names a folder of trials: use letters, digits, '_', '-', '.'")
+    overrides = tuple(overrides)
+    base, settings, tune_dir, name = load_tune_config(config_path, overrides)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    job = _Job(str(config_path), overrides, storage, study_name, n_trials, -1)
+    study, description = _open_study(job, settings, tune_dir, name)  # creates it once, before the workers
+    log(f"study {study.study_name!r} in {description}: {len(study.trials)} earlier trials; "
+        f"{n_trials} more, {settings.objective} score of {settings.policy!r}, {workers} worker(s)")
+
+    if workers == 1:
+        _work(job)
+    else:
+        context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)]
+        processes = [
+            context.Process(target=_worker_main, args=(_Job(job.config_path, overrides, storage, study_name, share, k),))
+            for k, share in enumerate(shares)
+            if share
+        ]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:  # they got the SIGINT too: give them time to save
+                process.join(timeout=30)
+            raise
+        failed = [p.exitcode for p in processes if p.exitcode != 0]
+        if failed:
+            log(f"{len(failed)} worker(s) exited with an error (exit codes {failed}); the study keeps their trials")
+    study, _ = _open_study(job, settings, tune_dir, name)
+    return _write_results(study, base, settings, config_path, tune_dir, description, log)
+
+
+def _write_results(study, base, settings: TuneSettings, config_path, tune_dir: Path, description: str, log) -> TuneResult:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {state: sum(t.state == state for t in trials) for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    by_key = {param.key: param for param in settings.space}
+    trials_csv = tune_dir / f"trials_{study.study_name}.csv" if study.study_name != tune_dir.name else tune_dir / "trials.csv"
+    with trials_csv.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(TRIALS_COLUMNS)
+        for t in trials:
+            duration = t.duration.total_seconds() if t.duration is not None else ""
+            params = {k: by_key[k].value_of(v) if k in by_key else v for k, v in t.params.items()}
+            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, duration, json.dumps(params)])
+    if not counts[TrialState.COMPLETE]:
+        raise ConfigError(
+            f"no trial of study {study.study_name!r} completed ({counts[TrialState.PRUNED]} pruned, "
+            f"{counts[TrialState.FAIL]} failed; see {trials_csv}): run more trials or widen the budget"
+        )
+    best = study.best_trial
+    values = {key: by_key[key].value_of(stored) for key, stored in best.params.items() if key in by_key}
+    best_raw = substitute(_narrow_to_policy(base, settings.policy), values)
+    best_raw["name"] = f"{base['name']}-best"
+    validate_config(best_raw)
+    best_path = tune_dir / "best_config.yaml" if study.study_name == tune_dir.name else tune_dir / f"best_config_{study.study_name}.yaml"
+    header = (
+        f"# Best trial ({best.number}) of study {study.study_name!r}: {settings.objective} score {best.value:.4f}\n"
+        f"# from `dream-rl tune {config_path}` ({counts[TrialState.COMPLETE]} complete, "
+        f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed trials; storage {description}).\n"
+        f"#   dream-rl compare {best_path}\n"
+    )
+    best_path.write_text(header + yaml.safe_dump(best_raw, sort_keys=False, default_flow_style=None))
+    log(f"best trial {best.number}: {settings.objective} = {best.value:.4f}")
+    for key, value in values.items():
+        log(f"  {key}: {value!r}")
+    log(f"best config: {best_path}   trials: {trials_csv}")
+    return TuneResult(
+        study_name=study.study_name,
+        storage=description,
+        best_value=float(best.value),
+        best_params=values,
+        best_trial=best.number,
+        best_config=best_path,
+        trials_csv=trials_csv,
+        n_complete=counts[TrialState.COMPLETE],
+        n_pruned=counts[TrialState.PRUNED],
+        n_failed=counts[TrialState.FAIL],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_tune_command(commands: Any, add_config_arguments: Callable[[Any], None]) -> None:
+    """Add ``dream-rl tune`` to the CLI's subparsers (``add_config_arguments`` adds CONFIG and
+    the KEY.PATH=VALUE overrides, as for the other commands)."""
+    tune = commands.add_parser(
+        "tune",
+        help="search hyper-parameters of a config with Optuna",
+        description=(
+            "Search the algo and policy_kwargs values declared under `tune: space:` in CONFIG with Optuna "
+            "(TPE sampler, median pruning on the periodic evaluations). Each trial trains every env and seed "
+            "of the config; its value is the mean normalized evaluation score (tune.objective: final, the last "
+            "evaluation, or auc, the area under the learning curve). Writes best_config.yaml, ready for "
+            "`dream-rl compare`, and trials.csv in <output_dir>/<name>/. See configs/tune_tmaze.yaml."
+        ),
+    )
+    add_config_arguments(tune)
+    tune.add_argument("--trials", type=int, required=True, metavar="N",
+                      help="number of trials to run (more are added to an existing study)")
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage shared by workers and machines: an RDB URL (sqlite:///study.db, postgresql://...), "
+        "or a journal file (PATH.log or journal:PATH). Default: <output_dir>/<name>/study.db (SQLite)",
+    )
+    tune.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="processes running trials at once on this machine (default: 1)")
+    tune.add_argument("--study-name", default=None, metavar="S", help="study name in the storage (default: the config's name)")
+    tune.set_defaults(handler=cmd_tune)
+
+
+def cmd_tune(args: Any) -> int:
+    """``dream-rl tune``: bad input raises ConfigError (exit 2 in the CLI's main)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError as error:  # an optional extra
+        raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
+    try:
+        run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
+                   study_name=args.study_name, workers=args.workers)
+    except KeyboardInterrupt:  # the running trial is lost; finished ones stay in the study
+        print("\ndream-rl tune: interrupted; the study keeps its finished trials: run the same command to add more",
+              file=sys.stderr)
+        return 130
+    return 0
