@@ -83,13 +83,15 @@ def range_read_weights(start: Tensor, length: Tensor) -> Tensor:
     Returns:
         (..., N): ``w[j] = Σ_a start[a] Σ_l length[l] [a <= j < a + l (mod N)] / l``; sums to 1.
     """
-    max_range = length.shape[-1]
+    num_words, max_range = start.shape[-1], length.shape[-1]
     lengths = torch.arange(1, max_range + 1, dtype=length.dtype, device=length.device)
-    # weight of the word at offset o from the start: Σ_{l > o} length[l] / l (a reversed cumulative sum)
-    by_offset = (length / lengths).flip(-1).cumsum(-1).flip(-1)  # (..., R), offset 0..R-1
-    padded = torch.cat([start[..., start.shape[-1] - (max_range - 1) :], start], dim=-1) if max_range > 1 else start
+    # The weight of the word at offset o from the start is Σ_{l > o} length[l] / l, a reversed cumulative
+    # sum; ``by_offset_reversed[r]`` is that weight at offset R - 1 - r.
+    by_offset_reversed = (length / lengths).flip(-1).cumsum(-1)  # (..., R)
+    padded = torch.cat([start[..., num_words - (max_range - 1) :], start], dim=-1)  # wrap: (..., N + R - 1)
     windows = padded.unfold(-1, max_range, 1)  # (..., N, R): windows[j, r] = start[j - (R - 1 - r)]
-    return (windows * by_offset.flip(-1).unsqueeze(-2)).sum(-1)
+    # (a grouped conv1d computes the same but measured several times slower at these sizes)
+    return (windows @ by_offset_reversed.unsqueeze(-1)).squeeze(-1)
 
 
 class LeWorldLayer(nn.Module):
