@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dream_rl import TORSOS
 import pytest
 import yaml
 from sb3_contrib import RecurrentPPO
@@ -399,8 +401,18 @@ def test_shipped_configs_are_valid():
         config = load_config(path)
         sizes = {p.policy_kwargs.get("lstm_hidden_size") for p in config.policies.values()}
         assert len(sizes) == 1, f"{path.name}: policies must share one hidden size"
-        assert {p.policy for p in config.policies.values()} >= {"MlpDreamPolicy", "MlpLstmPolicy", "MlpGruPolicy"}
+        memories = {_memory_of(p.policy, p.policy_kwargs) for p in config.policies.values()}
+        assert memories >= {"dream", "lstm", "gru"}, f"{path.name}: compares {memories}"
+        if path.name.startswith("leaderboard"):
+            assert memories == set(TORSOS), f"{path.name}: regenerate it with scripts/make_leaderboard_configs.py"
         assert np.all(np.array(config.train.seeds) >= 0)
+
+
+def _memory_of(policy: str, policy_kwargs: dict) -> str | None:
+    """The torso a policy config runs."""
+    if policy.endswith("TorsoPolicy") and policy != "MlpLstmTorsoPolicy":
+        return policy_kwargs.get("torso", "lstm")
+    return {"MlpDreamPolicy": "dream", "MlpLstmPolicy": "lstm", "MlpLstmTorsoPolicy": "lstm", "MlpGruPolicy": "gru"}.get(policy)
 
 
 def test_experiment_config_keeps_earlier_seeds_and_policies(tmp_path):
