@@ -298,19 +298,24 @@ def plot_performance_profiles(
     arrays = _check_scores(scores)
     pooled = np.concatenate([a.ravel() for a in arrays.values()])
     taus = np.linspace(min(0.0, float(pooled.min())), max(1.0, float(pooled.max())), 201)
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    many = len(arrays) > 6  # a legend beside the axes and 20 distinct colours for a large zoo
+    figure, axes = plt.subplots(figsize=(8.4 if many else 6.4, 4.2))
+    colors = plt.get_cmap("tab20" if len(arrays) > 10 else "tab10").colors
     for k, (policy, array) in enumerate(arrays.items()):
         profile, band = performance_profile(array, taus, reps, confidence, seed)
         n_seeds, n_envs = array.shape
-        color = f"C{k % 10}"
+        color = colors[k % len(colors)]
         axes.plot(taus, profile, color=color, label=f"{policy} ({n_seeds} seeds x {n_envs} envs)")
-        axes.fill_between(taus, band[0], band[1], color=color, alpha=0.2, linewidth=0)
+        axes.fill_between(taus, band[0], band[1], color=color, alpha=0.08 if many else 0.2, linewidth=0)
     axes.set_xlabel("normalized score τ")
     axes.set_ylabel("fraction of runs with score > τ")
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlim(taus[0], taus[-1])
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower left", fontsize="small")
+    if many:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        axes.legend(loc="lower left", fontsize="small")
     axes.set_title(title or f"performance profiles ({confidence:.0%} stratified-bootstrap bands)")
     figure.tight_layout()
     path = Path(path)
