@@ -16,13 +16,14 @@ non-finite value in a finished episode's state must not survive the reset (0 * N
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
 
-__all__ = ["RecurrentTorso", "reset_where"]
+__all__ = ["RecurrentTorso", "StackedTorso", "reset_where"]
 
 
 def reset_where(state: Tensor, starts: Tensor) -> Tensor:
@@ -112,3 +113,43 @@ class RecurrentTorso(nn.Module, ABC):
                 f"{name} expects episode_starts of shape (time, batch) = {tuple(features.shape[:2])}, "
                 f"got {tuple(episode_starts.shape)}"
             )
+
+
+class StackedTorso(RecurrentTorso):
+    """``num_layers`` layers of width ``hidden_size``, each feeding the next, with dropout between
+    them as in ``nn.LSTM`` (RecurrentPPO passes it through ``lstm_kwargs``). Each layer has a
+    ``state_size`` and is called ``layer(x (T, B, in), layer_state (B, state_size), *extra)`` →
+    ``(y (T, B, hidden_size), new layer_state)``; the flat state concatenates the layers' states.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        make_layer: Callable[[int], nn.Module],
+    ) -> None:
+        """``make_layer(width)`` builds one layer over ``width`` input features."""
+        super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise DREAMError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
+        self.layers = nn.ModuleList(make_layer(width) for width in widths)
+        self.dropout = float(dropout)
+        self.layer_sizes = [layer.state_size for layer in self.layers]
+        self.state_size = sum(self.layer_sizes)
+
+    def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.run_layers(features, state)
+
+    def run_layers(self, x: Tensor, state: Tensor, *extra: object) -> tuple[Tensor, Tensor]:
+        """Every layer in turn, each from its slice of ``state``; ``extra`` goes to every layer."""
+        last_states = []
+        for index, (layer, layer_state) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
+            if index and self.dropout:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+            x, layer_state = layer(x, layer_state, *extra)
+            last_states.append(layer_state)
+        return x, torch.cat(last_states, dim=1)

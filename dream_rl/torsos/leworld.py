@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["LeWorldLayer", "LeWorldTorso", "range_read_weights"]
 
@@ -164,7 +164,7 @@ class LeWorldLayer(nn.Module):
         return torch.stack(outputs), torch.cat([memory.reshape(batch, -1), query], dim=1)
 
 
-class LeWorldTorso(RecurrentTorso):
+class LeWorldTorso(StackedTorso):
     """``num_layers`` :class:`LeWorldLayer` s of width ``hidden_size``; the flat state concatenates their
     ``[memory, info query]``. Keyword arguments are :class:`LeWorldLayer`'s, plus ``dropout`` between layers."""
 
@@ -181,21 +181,10 @@ class LeWorldTorso(RecurrentTorso):
         query_size: int = 16,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         sizes = dict(
             num_words=int(num_words), word_size=int(word_size), max_range=int(max_range),
             num_controllers=int(num_controllers), controller_size=int(controller_size), query_size=int(query_size),
         )  # fmt: skip
-        self.layers = nn.ModuleList(LeWorldLayer(w, self.output_size, **sizes) for w in widths)
-        self.dropout = nn.Dropout(dropout)
-        self.layer_sizes = [layer.state_size for layer in self.layers]
-        self.state_size = sum(self.layer_sizes)
-
-    def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        x, last_states = features, []
-        for index, (layer, layer_state) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
-            x, layer_state = layer(self.dropout(x) if index else x, layer_state)
-            last_states.append(layer_state)
-        return x, torch.cat(last_states, dim=1)
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout, lambda width: LeWorldLayer(width, int(hidden_size), **sizes)
+        )

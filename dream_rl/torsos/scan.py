@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "complex_from_flat", "flat_from_complex"]
 
@@ -166,7 +166,7 @@ class ScanLayer(nn.Module):
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]: ...
 
 
-class ScanTorso(RecurrentTorso):
+class ScanTorso(StackedTorso):
     """``num_layers`` :class:`ScanLayer` s of width ``hidden_size``, each feeding the next.
 
     Resets are folded into every layer's scan, so a training sequence is one call per layer even
@@ -181,10 +181,6 @@ class ScanTorso(RecurrentTorso):
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, **layer_kwargs: Any
     ) -> None:
-        super().__init__()
-        if not 0.0 <= float(dropout) < 1.0:
-            raise DREAMError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
-        self.dropout = float(dropout)
         if self.layer_options is not None:
             unknown = sorted(set(layer_kwargs) - set(self.layer_options))
             if unknown:
@@ -192,30 +188,20 @@ class ScanTorso(RecurrentTorso):
                     f"{type(self).__name__} got unknown options {unknown}; its options are "
                     f"{[*self.layer_options, 'dropout']}"
                 )
-        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
-        self.layers = nn.ModuleList(self.make_layer(width, self.output_size, **layer_kwargs) for width in widths)
-        self.layer_sizes = [layer.state_size for layer in self.layers]
-        self.state_size = sum(self.layer_sizes)
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout,
+            lambda width: self.make_layer(width, int(hidden_size), **layer_kwargs),
+        )  # fmt: skip
 
     @abstractmethod
     def make_layer(self, input_size: int, hidden_size: int, **layer_kwargs: Any) -> ScanLayer:
         """One layer mapping ``input_size`` features to ``hidden_size`` outputs."""
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self._run_layers(features, state, None)
+        return self.run_layers(features, state, None)
 
     def run_with_resets(self, features: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
-        return self._run_layers(features, state, starts)
-
-    def _run_layers(self, x: Tensor, state: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-        last_states = []
-        for index, (layer, h0) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
-            if index and self.dropout:
-                x = nn.functional.dropout(x, self.dropout, self.training)
-            x, h_last = layer(x, h0, starts)
-            last_states.append(h_last)
-        return x, torch.cat(last_states, dim=1)
+        return self.run_layers(features, state, starts)
 
 
 def complex_from_flat(flat: Tensor, *shape: int) -> Tensor:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.base import RecurrentTorso, reset_where
+from dream_rl.torsos.base import StackedTorso, reset_where
 
 __all__ = ["GruGate", "WindowAttentionLayer", "SelfAttentionTorso"]
 
@@ -156,7 +156,7 @@ class WindowAttentionLayer(nn.Module):
         return y, new_state
 
 
-class SelfAttentionTorso(RecurrentTorso):
+class SelfAttentionTorso(StackedTorso):
     """``num_layers`` :class:`WindowAttentionLayer` s of width ``hidden_size``; the flat state concatenates
     the layers' windows. Episode starts are masks inside every layer: one call per training sequence.
 
@@ -181,27 +181,16 @@ class SelfAttentionTorso(RecurrentTorso):
         feedforward: bool = True,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
-        self.layers = nn.ModuleList(
-            WindowAttentionLayer(w, self.output_size, int(window), int(attention_size), int(num_heads), gating, feedforward)
-            for w in widths
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.layer_sizes = [layer.state_size for layer in self.layers]
-        self.state_size = sum(self.layer_sizes)
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout,
+            lambda width: WindowAttentionLayer(
+                width, int(hidden_size), int(window), int(attention_size), int(num_heads), gating, feedforward
+            ),
+        )  # fmt: skip
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self._run_layers(features, state, None)
+        return self.run_layers(features, state, None)
 
     def run_with_resets(self, features: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
         # A start at step 0 hides the whole window; selecting zeros also drops non-finite values there.
-        return self._run_layers(features, reset_where(state, starts[0]), starts)
-
-    def _run_layers(self, x: Tensor, state: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-        last_states = []
-        for index, (layer, layer_state) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
-            x, layer_state = layer(self.dropout(x) if index else x, layer_state, starts)
-            last_states.append(layer_state)
-        return x, torch.cat(last_states, dim=1)
+        return self.run_layers(features, reset_where(state, starts[0]), starts)

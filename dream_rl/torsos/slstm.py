@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["SlstmLayer", "SlstmTorso"]
 
@@ -101,7 +101,7 @@ class SlstmLayer(nn.Module):
         return out, torch.cat([s.transpose(0, 1).reshape(batch, -1) for s in (h, c, n, m)], dim=1)
 
 
-class SlstmTorso(RecurrentTorso):
+class SlstmTorso(StackedTorso):
     """``num_layers`` sLSTM layers of width ``hidden_size``; flat state concatenates the layers' ``[h, c, n, m]``.
 
     Args:
@@ -119,17 +119,7 @@ class SlstmTorso(RecurrentTorso):
         forget_gate: str = "sigmoid",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
-        self.layers = nn.ModuleList(SlstmLayer(w, self.output_size, int(num_heads), forget_gate) for w in widths)
-        self.dropout = nn.Dropout(dropout)
-        self.layer_sizes = [layer.state_size for layer in self.layers]
-        self.state_size = sum(self.layer_sizes)
-
-    def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        x, last_states = features, []
-        for index, (layer, layer_state) in enumerate(zip(self.layers, torch.split(state, self.layer_sizes, dim=1))):
-            x, layer_state = layer(self.dropout(x) if index else x, layer_state)
-            last_states.append(layer_state)
-        return x, torch.cat(last_states, dim=1)
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout,
+            lambda width: SlstmLayer(width, int(hidden_size), int(num_heads), forget_gate),
+        )  # fmt: skip
