@@ -48,12 +48,11 @@ def test_feed_forward_policy_cannot():
 # 4·BUDGET: 1.0 on all three): its one update gate both writes and keeps, so holding the cue means
 # learning a gate that is high at the cue and low along the corridor. Mamba (with its RL defaults)
 # reaches 1.0 on seeds 0 and 1 at BUDGET and 2·BUDGET, but seed 2 only at 4·BUDGET (0.0 at 1x and 2x).
-# 10-40 s each on 2 cores (the 4x runs longer), so they run apart (`pytest -m slow`).
+# 2-11 s each on an idle 2-core machine (about 65 s for all 15), so they run with the default suite.
 BUDGET_FACTOR = {"mingru": 4, "mamba": 4}
 OTHER_TORSOS = sorted(set(TORSOS) - {"dream"})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("torso", OTHER_TORSOS)
 def test_torso_policy_recalls_the_cue(torso):
     env = make_vec_env(**TASK, seed=0)
