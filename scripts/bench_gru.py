@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import nn  # noqa: E402
 
 from dream_rl import fast_gru  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
+from _bench import interleaved  # noqa: E402
 
 # (B, I, H): the issue's sizes
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256), (64, 8, 128)]
@@ -72,26 +72,6 @@ def rollout_step(module: nn.Module, B: int, I: int, H: int, backend: str | None)
 
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
-
-
-def interleaved(
-    contenders: dict[str, Callable[[], None]],
-    rounds: int,
-    calls: int = 1,
-    clock: Callable[[], float] = time.process_time,
-) -> dict[str, float]:
-    """Median seconds per call of each contender, one batch of ``calls`` each per round."""
-    for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
-        fn()
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            start = clock()
-            for _ in range(calls):
-                fn()
-            times[name].append((clock() - start) / calls)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def contenders_for(B: int, I: int, H: int, T: int | None) -> dict[str, Callable[[], None]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,30 +24,16 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from dream_rl import fast_sequence  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.cell import DREAMCell  # noqa: E402
 from dream_rl.config import DREAMConfig  # noqa: E402
+from _bench import interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 # (B, I, H, r): the issue's four sizes; the rank is given for (8, 39, 256) only, the others are ours
 SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16), (64, 8, 128, 16)]
 ROLLOUT = (8, 8, 64, 8)
-
-
-def lstm_step(B: int, I: int, H: int, T: int) -> Callable[[], None]:
-    lstm = nn.LSTM(I, H)
-    x = torch.randn(T, B, I, requires_grad=True)
-    g = torch.randn(T, B, H)
-
-    def run() -> None:
-        lstm.zero_grad(set_to_none=True)
-        x.grad = None
-        out, _ = lstm(x)
-        (out * g).sum().backward()
-
-    return run
 
 
 def dream_step(B: int, I: int, H: int, r: int, T: int, backend: str) -> Callable[[], None]:
@@ -67,18 +52,6 @@ def dream_step(B: int, I: int, H: int, r: int, T: int, backend: str) -> Callable
     return run
 
 
-def lstm_rollout(B: int, I: int, H: int) -> Callable[[], None]:
-    lstm = nn.LSTM(I, H)
-    x = torch.randn(1, B, I)
-    state = (torch.zeros(1, B, H), torch.zeros(1, B, H))
-
-    def run() -> None:
-        nonlocal state
-        _, state = lstm(x, state)
-
-    return run
-
-
 def dream_rollout(B: int, I: int, H: int, r: int, backend: str) -> Callable[[], None]:
     cell = DREAMCell(DREAMConfig(input_dim=I, hidden_dim=H, rank=r))
     cell.sequence_backend = backend
@@ -90,22 +63,6 @@ def dream_rollout(B: int, I: int, H: int, r: int, backend: str) -> Callable[[], 
         _, state = cell.run_time_major(x, state)
 
     return run
-
-
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Median seconds per call of each contender, one batch of ``calls`` each per round."""
-    for fn in contenders.values():  # warm-up (also builds the C++ kernel, allocator pools, ...)
-        fn()
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            start = clock()
-            for _ in range(calls):
-                fn()
-            times[name].append((clock() - start) / calls)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -139,7 +96,7 @@ def main() -> None:
     results: dict = {"machine": info, "seq_len": T, "rounds": rounds, "threads": args.threads, "clock": clock_name,
                      "sizes": [], "rollout": None}
     for B, I, H, r in sizes:
-        contenders = {"lstm": lstm_step(B, I, H, T), "torch": dream_step(B, I, H, r, T, "torch"),
+        contenders = {"lstm": lstm_train(B, I, H, T), "torch": dream_step(B, I, H, r, T, "torch"),
                       "after": dream_step(B, I, H, r, T, "auto")}
         if not args.no_reference:
             contenders["before"] = dream_step(B, I, H, r, T, "reference")

@@ -19,67 +19,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from dream_rl import TORSOS  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.torsos import scan as scan_module  # noqa: E402
 from dream_rl.torsos.scan import ScanTorso, linear_scan_sequential  # noqa: E402
+from _bench import interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256)]
 SCAN_LENGTHS = [1, 4, 16, 64, 128, 256]
-
-
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1) -> dict[str, float]:
-    """Median seconds per call of each contender, one batch of ``calls`` each per round."""
-    for fn in contenders.values():  # warm-up: allocator pools, lazy inits
-        fn()
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - start) / calls)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def lstm_train(B: int, I: int, H: int, T: int) -> Callable[[], None]:
-    torch.manual_seed(0)
-    lstm = nn.LSTM(I, H)
-    x = torch.randn(T, B, I, requires_grad=True)
-    g = torch.randn(T, B, H)
-
-    def run() -> None:
-        lstm.zero_grad(set_to_none=True)
-        x.grad = None
-        out, _ = lstm(x)
-        (out * g).sum().backward()
-
-    return run
-
-
-def lstm_rollout(B: int, I: int, H: int) -> Callable[[], None]:
-    lstm = nn.LSTM(I, H)
-    x = torch.randn(1, B, I)
-    state = (torch.zeros(1, B, H), torch.zeros(1, B, H))
-
-    def run() -> None:
-        nonlocal state
-        with torch.no_grad():
-            _, state = lstm(x, state)
-
-    return run
 
 
 def torso_train(name: str, B: int, I: int, H: int, T: int) -> Callable[[], None]:
