@@ -55,6 +55,18 @@ def check_float(
 RENDER_MODES = ["rgb_array"]
 
 
+def action_reward_observation(n_arms: int, previous_action: int | None, previous_reward: float,
+                              *flags: float) -> np.ndarray:
+    """The bandits' observation: a one-hot of the previous action (all zeros before the first),
+    the previous reward, then any ``flags``; float32 of length ``n_arms + 1 + len(flags)``."""
+    obs = np.zeros(n_arms + 1 + len(flags), dtype=np.float32)
+    if previous_action is not None:
+        obs[previous_action] = 1.0
+    obs[n_arms] = previous_reward
+    obs[n_arms + 1:] = flags
+    return obs
+
+
 def check_render_mode(render_mode: object) -> str | None:
     """The suite's own envs render only ``rgb_array`` pictures (Stable-Baselines3 asks for that mode
     when it builds an env from its id, so it is worth supporting)."""

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_int, check_render_mode
 
 __all__ = ["MetaBanditEnv", "scripted_action"]
 
@@ -77,13 +77,8 @@ class MetaBanditEnv(SuiteEnv):
         return sum(max(pulls - j + 1, 0) for j in range(1, n_arms + 1)) / n_arms
 
     def _observation(self, previous_action: int | None, previous_reward: float, boundary: bool) -> np.ndarray:
-        obs = np.zeros(self.n_arms + 2, dtype=np.float32)
-        if previous_action is not None:
-            obs[previous_action] = 1.0
-        obs[-2] = previous_reward
-        obs[-1] = 1.0 if boundary else 0.0
-        self._last_obs = obs
-        return obs.copy()
+        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward, float(boundary))
+        return self._last_obs.copy()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

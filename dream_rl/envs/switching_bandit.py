@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dream_rl.envs._common import SuiteEnv, check_float, check_int, check_render_mode
+from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_float, check_int, check_render_mode
 
 __all__ = ["SwitchingBanditEnv", "scripted_action"]
 
@@ -71,12 +71,8 @@ class SwitchingBanditEnv(SuiteEnv):
         self._last_obs = np.zeros(self.n_arms + 1, dtype=np.float32)
 
     def _observation(self, previous_action: int | None, previous_reward: float) -> np.ndarray:
-        obs = np.zeros(self.n_arms + 1, dtype=np.float32)
-        if previous_action is not None:
-            obs[previous_action] = 1.0
-        obs[-1] = previous_reward
-        self._last_obs = obs
-        return obs.copy()
+        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward)
+        return self._last_obs.copy()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
