@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from dream_rl import TORSOS, DREAMError
 from dream_rl.torsos.mamba import ssd_chunked
 from dream_rl.torsos.s5 import hippo_normal_eigen
+from dream_rl.torsos.scan import CausalConv
 
 T, B, F_IN, H = 11, 3, 5, 8
 
@@ -143,25 +144,53 @@ def test_mamba_init_and_step_equations():
     assert A.min() >= 1 - 1e-9 and A.max() <= 16 + 1e-9  # Mamba-2's A ~ U(1, 16)
     dt0 = F.softplus(layer.dt_bias).detach()  # Δ at zero input
     assert dt0.min() >= 1e-3 * (1 - 1e-6) and dt0.max() <= 0.1 * (1 + 1e-6)
-    heads, P, N = layer.heads, 4, 3
+    heads, P, N, K = layer.heads, 4, 3, 4
+    conv_channels = H + 2 * N
+    assert layer.conv.weight.shape == (K, conv_channels)  # Mamba-2's depthwise convolution of width 4
 
-    def step(S, x):
-        z, u, bc, delta = layer.in_proj(x).split([H, H, 2 * N, heads], dim=-1)
-        u = F.silu(u).reshape(-1, heads, P)
-        b, c = F.silu(bc).chunk(2, dim=-1)
+    def step(state, x):  # state: [S (heads·P·N) | the last K-1 inputs of the convolution, oldest first]
+        S = state[:, : heads * P * N].reshape(-1, heads, P, N)
+        history = state[:, heads * P * N :].reshape(-1, K - 1, conv_channels)
+        z, ubc, delta = layer.in_proj(x).split([H, conv_channels, heads], dim=-1)
+        window = torch.cat([history, ubc.unsqueeze(1)], dim=1)  # (B, K, C), oldest first
+        conv = layer.conv.bias + sum(layer.conv.weight[lag] * window[:, K - 1 - lag] for lag in range(K))
+        u, bc = F.silu(conv).split([H, 2 * N], dim=-1)
+        u = u.reshape(-1, heads, P)
+        b, c = bc.chunk(2, dim=-1)
         dt = F.softplus(delta + layer.dt_bias)
         S = torch.exp(-dt * A).reshape(-1, heads, 1, 1) * S + (dt.unsqueeze(-1) * u).unsqueeze(-1) * b.reshape(-1, 1, 1, N)
         y = torch.einsum("bhpn,bn->bhp", S, c) + layer.D.reshape(heads, 1) * u
         y = y.reshape(-1, H) * F.silu(z)
         y = y / torch.sqrt(y.square().mean(-1, keepdim=True) + 1e-5) * layer.norm_weight
-        return layer.out_proj(y), S
+        return layer.out_proj(y), torch.cat([S.reshape(x.shape[0], -1), window[:, 1:].reshape(x.shape[0], -1)], dim=1)
 
     x, starts = inputs(3, steps=13), some_starts(13)
     with torch.no_grad():
         out, final = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
-        ref, ref_final = run_reference(step, torch.zeros(B, heads, P, N, dtype=torch.float64), x, starts)
+        ref, ref_final = run_reference(step, torch.zeros(B, torso.state_size, dtype=torch.float64), x, starts)
     torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(final, ref_final.reshape(B, -1))
+    torch.testing.assert_close(final, ref_final)
+
+
+def test_causal_convolution_equals_steps_and_cuts_at_episode_starts():
+    conv = CausalConv(channels=5, kernel_size=4).double()
+    x, starts = inputs(4, steps=11, width=5), some_starts(11)
+    history = torch.randn(B, conv.state_size, dtype=torch.float64)
+    with torch.no_grad():
+        y, final = conv(x, history, starts)
+        ys, state = [], history
+        for t in range(x.shape[0]):
+            step_y, state = conv(x[t : t + 1], state, starts[t : t + 1])
+            ys.append(step_y)
+        # by hand, for sample 0 (starts before steps 3 and 4): step 5 sees x_4, x_5 and nothing earlier
+        expected = conv.bias + conv.weight[0] * x[5, 0] + conv.weight[1] * x[4, 0]
+    torch.testing.assert_close(y, torch.cat(ys))
+    torch.testing.assert_close(final, state)
+    torch.testing.assert_close(y[5, 0], expected)
+    history[0] = float("nan")  # a start before step 0 drops sample 0's history, NaN included
+    starts0 = torch.zeros(3, B, dtype=torch.bool)
+    starts0[0, 0] = True
+    assert torch.isfinite(conv(x[:3], history, starts0)[0][:, 0]).all()
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8, 64])

@@ -4,11 +4,11 @@ the setup of POPGym's linear transformer block (Morad et al., ICLR 2023), as a s
 Causal softmax attention with the kernel ``sim(q, k) = φ(q)ᵀφ(k)``, ``φ = elu + 1``, is a recurrence
 over a matrix state per head (``d = head_dim``)::
 
-    q, k, v = W_q x_t, W_k x_t, W_v x_t            split into heads of d units
+    q, k = conv(W_q x_t), conv(W_k x_t);  v = W_v x_t   a causal short convolution; heads of d units
     S_t = S_{t-1} + φ(k_t) v_tᵀ                    S ∈ R^{d×d}
     z_t = z_{t-1} + φ(k_t)                         z ∈ R^d
     a_t = S_tᵀ φ(q_t) / (z_tᵀ φ(q_t) + ε)          per head, concatenated to width H
-    y_t = FF(a_t) + W_s x_t                        POPGym: FF = Linear-ReLU-Linear (optional here), a linear shortcut
+    y_t = FF(a_t + s ⊙ q_t) + W_s x_t              POPGym: FF = Linear-ReLU-Linear (optional here), a linear shortcut
 
 ``z`` is kept as one more column of ``S`` (the values get a constant 1 appended), so numerator and
 denominator come from one product. A training sequence runs chunk by chunk: inside a chunk of
@@ -20,7 +20,13 @@ finished episode's state does not leak. A rollout step applies the recurrence it
 The decay is 1, so the scan family's ``h = a h + b`` is here ``a = 1`` with resets, and the chunked
 form is exact (no decay products at all).
 
-Changes from POPGym's block, and why: several heads (POPGym keeps one ``H×H`` state, 4160 floats
+Changes from POPGym's block, and why: a causal depthwise convolution over the last 4 steps on the
+q and k projections, with a learnable skip (``s``, init 1) of the convolved queries into the output
+(:class:`~dream_rl.torsos.scan.CausalConv`; the short convolution that Based, Arora et al. 2024, pairs
+with linear attention). Attention without decay weighs the whole episode alike, so it cannot tell
+the last step from the first: without the convolution the torso stayed at a memoryless policy's
+return on CartPoleNoVel (74-77, sb3-contrib's LSTM setting, 50k steps, seeds 1-2; the task needs the
+difference of two consecutive positions), with it 500 at seeds 1-4. Several heads (POPGym keeps one ``H×H`` state, 4160 floats
 per sample at width 64; Memorax's linear attention uses heads of 16), and no LayerNorm on the
 input (SB3 hands the torso raw observation features, and a LayerNorm over a few features erases
 information: over one feature it outputs a constant). ``ε = 1e-6`` (the paper's). Initialisation:
@@ -30,9 +36,9 @@ torso, and at width 128 the two ``H×H`` layers cost about half a fused LSTM's f
 ``feed_forward=True`` gives POPGym's block exactly.
 
 Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it), ``chunk = 16`` (measured against 8, 32
-and 64 at the benchmark sizes), ``feed_forward = False``, ``residual = True``.
+and 64 at the benchmark sizes), ``feed_forward = False``, ``residual = True``, ``conv_kernel = 4``.
 
-State size: ``L·heads·d·(d + 1)`` = ``L·H·(d + 1)``; 1088 at width 64 (4 heads of 16).
+State size: ``L·(H·(d + 1) + 2·H·(conv_kernel - 1))``; 1472 at width 64 (4 heads of 16).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dream_rl.errors import DREAMError
-from dream_rl.torsos.scan import ScanLayer, ScanTorso
+from dream_rl.torsos.scan import CausalConv, ScanLayer, ScanTorso
 
 __all__ = ["LinearAttentionTorso", "LinearAttentionLayer", "linear_attention_chunked"]
 
@@ -142,12 +148,12 @@ def linear_attention_chunked(
 
 
 class LinearAttentionLayer(ScanLayer):
-    """One linear-attention block: (T, B, input_size) → (T, B, hidden_size); state per head
-    ``[S | z]`` (B, heads, d, d + 1), flat."""
+    """One linear-attention block: (T, B, input_size) → (T, B, hidden_size); state ``[S | z]`` per head
+    (B, heads, d, d + 1) and the convolution's last inputs, flat."""
 
     def __init__(
         self, input_size: int, hidden_size: int, head_dim: int | None = None, chunk: int = 16,
-        feed_forward: bool = False, residual: bool = True,
+        feed_forward: bool = False, residual: bool = True, conv_kernel: int = 4,
     ) -> None:
         super().__init__()
         head_dim = int(head_dim or min(16, hidden_size))
@@ -157,8 +163,11 @@ class LinearAttentionLayer(ScanLayer):
                 f"chunk >= 1 (got {chunk}); pass head_dim=... that divides the width"
             )
         self.heads, self.head_dim, self.hidden_size, self.chunk = hidden_size // head_dim, head_dim, hidden_size, chunk
-        self.state_size = hidden_size * (head_dim + 1)
+        self.memory_size = hidden_size * (head_dim + 1)
         self.qkv = nn.Linear(input_size, 3 * hidden_size, bias=False)
+        self.conv = CausalConv(2 * hidden_size, conv_kernel)  # over [q | k], before φ (Based's short convolution)
+        self.skip = nn.Parameter(torch.ones(hidden_size))  # the convolved query branch added to the output
+        self.state_size = self.memory_size + self.conv.state_size
         self.feed_forward = (
             nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size))
             if feed_forward else None
@@ -168,7 +177,9 @@ class LinearAttentionLayer(ScanLayer):
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         heads, d = self.heads, self.head_dim
+        h0, conv_history = h0.split([self.memory_size, self.conv.state_size], dim=1)
         qk, v = self.qkv(x).split([2 * self.hidden_size, self.hidden_size], dim=-1)
+        qk, conv_history = self.conv(qk, conv_history, starts)
         q, k = (F.elu(qk) + 1.0).reshape(steps, batch, 2, heads, d).unbind(2)  # φ on one tensor
         v = v.reshape(steps, batch, heads, d)
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column accumulates z
@@ -183,18 +194,20 @@ class LinearAttentionLayer(ScanLayer):
         else:
             out, state = linear_attention_chunked(q, k, v, s0, starts, self.chunk)
         y = (out[..., :d] / (out[..., d:] + EPS)).reshape(steps, batch, self.hidden_size)
+        y = y + self.skip * qk[..., : self.hidden_size]
         if self.feed_forward is not None:
             y = self.feed_forward(y)
         if self.shortcut is not None:
             y = y + self.shortcut(x)
-        return y, state.reshape(batch, self.state_size)
+        return y, torch.cat([state.reshape(batch, self.memory_size), conv_history], dim=1)
 
 
 class LinearAttentionTorso(ScanTorso):
     """``num_layers`` linear-attention blocks of width ``hidden_size``; options ``head_dim``, ``chunk``,
-    ``feed_forward``, ``residual`` (see the module docstring). Flat state: ``[S | z]`` of every head and layer."""
+    ``feed_forward``, ``residual``, ``conv_kernel`` (see the module docstring). Flat state: ``[S | z]`` of
+    every head and the convolution's history, per layer."""
 
-    layer_options = ("head_dim", "chunk", "feed_forward", "residual")
+    layer_options = ("head_dim", "chunk", "feed_forward", "residual", "conv_kernel")
 
     def make_layer(self, input_size: int, hidden_size: int, **layer_kwargs: Any) -> ScanLayer:
         return LinearAttentionLayer(input_size, hidden_size, **layer_kwargs)

@@ -26,7 +26,10 @@ from torch import Tensor, nn
 from dream_rl.errors import DREAMError
 from dream_rl.torsos.base import StackedTorso
 
-__all__ = ["linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "complex_from_flat", "flat_from_complex"]
+__all__ = [
+    "linear_scan", "linear_scan_sequential", "ScanLayer", "ScanTorso", "CausalConv", "complex_from_flat",
+    "flat_from_complex",
+]
 
 
 def _apply_resets(a: Tensor, b: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -213,3 +216,57 @@ def complex_from_flat(flat: Tensor, *shape: int) -> Tensor:
 def flat_from_complex(state: Tensor) -> Tensor:
     """The inverse of :func:`complex_from_flat`: (B, *shape) complex → (B, 2·prod(shape)) real."""
     return torch.view_as_real(state).reshape(state.shape[0], -1)
+
+
+class CausalConv(nn.Module):
+    """A depthwise causal convolution over time whose last ``kernel_size - 1`` inputs are carried in
+    the flat state, so a sequence call equals the step calls (Mamba's and xLSTM's short convolution)::
+
+        y_t = bias + Σ_{l=0}^{K-1} w_l ⊙ x_{t-l}        x_{t-l} = 0 across an episode start
+
+    The state holds the inputs of the last ``K - 1`` steps, oldest first: (B, (K-1)·channels), all
+    zeros at an episode start. A lag that crosses a start is dropped by selection, so a NaN from a
+    finished episode does not leak. Initialisation: ``nn.Conv1d``'s for a depthwise kernel
+    (uniform in ``±1/sqrt(K)``, the fan-in of one channel).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 4) -> None:
+        super().__init__()
+        if kernel_size < 1:
+            raise DREAMError(f"the causal convolution needs kernel_size >= 1, got {kernel_size}")
+        self.channels, self.kernel_size = int(channels), int(kernel_size)
+        self.state_size = (self.kernel_size - 1) * self.channels
+        bound = 1.0 / math.sqrt(self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(self.kernel_size, self.channels).uniform_(-bound, bound))  # w_l = weight[l]
+        self.bias = nn.Parameter(torch.empty(self.channels).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor, history: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``x`` (T, B, channels), ``history`` (B, state_size), ``starts`` (T, B) bool or None →
+        ``y`` (T, B, channels) and the new history (B, state_size)."""
+        steps, batch, channels = x.shape
+        lags = self.kernel_size - 1
+        if lags == 0:
+            return x * self.weight[0] + self.bias, history
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        past = history.reshape(batch, lags, channels).transpose(0, 1)  # (K-1, B, C), oldest first
+        if starts is not None:
+            past = torch.where(starts[0].reshape(1, batch, 1), zero, past)
+        full = torch.cat([past, x])  # (K-1+T, B, C): full[lags + t] = x_t
+        # starts_after[p] = number of starts at sequence positions <= p - lags (full's coordinates),
+        # so a start in (t-l, t] separates x_{t-l} from step t iff starts_after[lags+t] > starts_after[lags+t-l]
+        if starts is not None and steps > 1 and bool(starts[1:].any()):
+            counts = torch.cat([starts.new_zeros(lags, batch, dtype=torch.long), starts.long().cumsum(0)])
+        else:
+            counts = None
+        y = x * self.weight[0] + self.bias
+        for lag in range(1, lags + 1):
+            shifted = full[lags - lag : lags - lag + steps]  # x_{t-lag}, (T, B, C)
+            if counts is not None:
+                cut = counts[lags : lags + steps] > counts[lags - lag : lags - lag + steps]  # (T, B)
+                shifted = torch.where(cut.unsqueeze(-1), zero, shifted)
+            y = y + shifted * self.weight[lag]
+        new_past = full[-lags:]  # the inputs of the last K-1 steps
+        if counts is not None:  # drop those from before the sequence's last start
+            cut = counts[-1] > counts[-lags:]  # a start after the entry's step, (K-1, B)
+            new_past = torch.where(cut.unsqueeze(-1), zero, new_past)
+        return y, new_past.transpose(0, 1).reshape(batch, lags * channels)
