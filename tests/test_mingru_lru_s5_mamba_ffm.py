@@ -45,7 +45,7 @@ def make(name, seed=0, **kwargs):
 
 
 def test_mingru_is_the_papers_recurrence():
-    torso = make("mingru")
+    torso = make("mingru", conv_kernel=0)  # the default adds a short convolution (test_causal_convolution_...)
     layer = torso.layers[0]
     W, b = layer.proj.weight, layer.proj.bias
 
@@ -235,6 +235,28 @@ def test_ffm_init_and_recurrence():
         ref, ref_final = run_reference(step, torch.zeros(B, 5, 3, dtype=torch.complex128), x, starts)
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(final, torch.view_as_real(ref_final).reshape(B, -1))
+
+
+def test_mingru_convolution_feeds_the_gates_and_candidates():
+    torso = make("mingru")  # conv_kernel = 4
+    layer = torso.layers[0]
+    assert torso.state_size == H + 3 * 2 * H
+
+    def step(state, x):  # state: [h | the last 3 projected inputs, oldest first]
+        h, history = state[:, :H], state[:, H:].reshape(-1, 3, 2 * H)
+        window = torch.cat([history, layer.proj(x).unsqueeze(1)], dim=1)  # (B, 4, 2H)
+        conv = layer.conv.bias + sum(layer.conv.weight[lag] * window[:, 3 - lag] for lag in range(4))
+        gate, cand = conv.chunk(2, dim=-1)
+        z = torch.sigmoid(gate)
+        h = (1 - z) * h + z * torch.where(cand >= 0, cand + 0.5, torch.sigmoid(cand))
+        return h, torch.cat([h, window[:, 1:].reshape(x.shape[0], -1)], dim=1)
+
+    x, starts = inputs(2), some_starts()
+    with torch.no_grad():
+        out, final = torso(x, torso.initial_state(B, dtype=torch.float64), starts)
+        ref, ref_final = run_reference(step, torch.zeros(B, torso.state_size, dtype=torch.float64), x, starts)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(final, ref_final)
 
 
 @pytest.mark.parametrize("name", ["mingru", "lru", "s5", "mamba", "ffm"])

@@ -11,7 +11,16 @@ no logarithms, but the activation is kept so the model is the paper's. The outpu
 (width ``hidden_size``), as in the paper. Initialisation: torch's default ``nn.Linear``, as the
 paper's reference model uses plain linear layers.
 
-State size: ``L·H`` (one real vector per layer); 64 at width 64. No model options.
+A causal depthwise convolution over the last ``conv_kernel`` steps
+(:class:`~dream_rl.torsos.scan.CausalConv`) acts on the gate and candidate pre-activations, the
+short convolution that Griffin's recurrent block and Meta's lingua minGRU put before the recurrence.
+Without it the torso reached a return of 122-299 on CartPoleNoVel (sb3-contrib's LSTM setting, 50k
+steps, seeds 1-4: the gates see only the current input, so the difference of two consecutive
+positions the task needs is hard to form), with it 492-500 (seeds 2-4). ``conv_kernel = 0``: the
+paper's model exactly.
+
+State size: ``L·(H + 2·H·(conv_kernel - 1))``: the hidden vector, then the convolution's last inputs;
+448 at width 64 (64 with ``conv_kernel = 0``). Options: ``conv_kernel`` (default 4).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.torsos.scan import ScanLayer, ScanTorso, linear_scan
+from dream_rl.torsos.scan import CausalConv, ScanLayer, ScanTorso, linear_scan
 
 __all__ = ["MinGruTorso", "MinGruLayer"]
 
@@ -35,24 +44,33 @@ def positive_activation(v: Tensor) -> Tensor:
 
 
 class MinGruLayer(ScanLayer):
-    """One MinGRU layer: (T, B, input_size) → (T, B, hidden_size); state ``h`` (B, hidden_size)."""
+    """One MinGRU layer: (T, B, input_size) → (T, B, hidden_size); state ``[h (B, hidden_size) | conv history]``."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, conv_kernel: int = 4) -> None:
         super().__init__()
-        self.state_size = hidden_size
+        self.hidden_size = hidden_size
         self.proj = nn.Linear(input_size, 2 * hidden_size)  # [gate | candidate] in one matmul
+        self.conv = CausalConv(2 * hidden_size, conv_kernel) if conv_kernel else None
+        self.state_size = hidden_size + (self.conv.state_size if self.conv is not None else 0)
 
     def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-        gate, candidate = self.proj(x).chunk(2, dim=-1)
+        projected = self.proj(x)
+        if self.conv is not None:
+            h0, conv_history = h0.split([self.hidden_size, self.conv.state_size], dim=1)
+            projected, conv_history = self.conv(projected, conv_history, starts)
+        gate, candidate = projected.chunk(2, dim=-1)
         z = torch.sigmoid(gate)
         h = linear_scan(1 - z, z * positive_activation(candidate), h0, starts)
+        if self.conv is not None:
+            return h, torch.cat([h[-1], conv_history], dim=1)
         return h, h[-1]
 
 
 class MinGruTorso(ScanTorso):
-    """``num_layers`` MinGRU layers of width ``hidden_size``. Flat state: ``h`` of every layer."""
+    """``num_layers`` MinGRU layers of width ``hidden_size``; option ``conv_kernel``. Flat state: ``h`` and the
+    convolution's history of every layer."""
 
-    layer_options = ()
+    layer_options = ("conv_kernel",)
 
     def make_layer(self, input_size: int, hidden_size: int, **layer_kwargs: Any) -> ScanLayer:
-        return MinGruLayer(input_size, hidden_size)
+        return MinGruLayer(input_size, hidden_size, **layer_kwargs)
