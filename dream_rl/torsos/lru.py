@@ -26,7 +26,7 @@ steps. ``r_min`` was the same table's 0.9 at first; with no eigenvalue below 0.9
 average, and the torso reached a return of 121-373 on CartPoleNoVel (sb3-contrib's LSTM setting, 50k
 steps, seeds 1-4; the task needs the difference of two consecutive positions). The full disc
 ``r_min = 0`` (the ring of the paper's other tasks and of the RTU) keeps about a fifth of the modes
-above 0.9 and reached 453-496 (seeds 2-4).
+above 0.9 and reached 453-496 (seeds 1-4).
 
 State size: ``2·L·N`` reals (the real and imaginary parts of h, interleaved); 128 at width 64.
 """

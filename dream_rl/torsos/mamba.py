@@ -24,8 +24,8 @@ Initialisation (Mamba-2): ``A = e^{A_log} ~ U(1, 16)`` per head; ``Δ = exp(U(lo
 projections without bias, ``nn.Linear``'s default init; the convolution as ``nn.Conv1d``'s
 (:class:`~dream_rl.torsos.scan.CausalConv`, which keeps its last three inputs in the flat state).
 The convolution was left out at first, to keep the state small; without it the torso reached a
-return of 101-475 on CartPoleNoVel (sb3-contrib's LSTM setting, 50k steps, seeds 1-2; the task needs
-the difference of two consecutive positions), with it 178-475 (seeds 1-4).
+return of 101 on CartPoleNoVel (sb3-contrib's LSTM setting, 50k steps, seed 1; the task needs the
+difference of two consecutive positions), with it 178-475 (seeds 1-4).
 
 The RecurrentPPO policies apply RL defaults on top (``dream_rl.sb3.policies.TORSO_RL_DEFAULTS``):
 ``dt_min = 0.1, dt_max = 1, a_init_range = (0.05, 1)``, one env step as about one unit of time; with

@@ -16,7 +16,7 @@ A causal depthwise convolution over the last ``conv_kernel`` steps
 short convolution that Griffin's recurrent block and Meta's lingua minGRU put before the recurrence.
 Without it the torso reached a return of 122-299 on CartPoleNoVel (sb3-contrib's LSTM setting, 50k
 steps, seeds 1-4: the gates see only the current input, so the difference of two consecutive
-positions the task needs is hard to form), with it 492-500 (seeds 2-4). ``conv_kernel = 0``: the
+positions the task needs is hard to form), with it 337-500 (seeds 1-4). ``conv_kernel = 0``: the
 paper's model exactly.
 
 State size: ``L·(H + 2·H·(conv_kernel - 1))``: the hidden vector, then the convolution's last inputs;
