@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from dream_rl import TORSOS, DREAMError
 from dream_rl.torsos.mamba import ssd_chunked
 from dream_rl.torsos.s5 import hippo_normal_eigen
-from dream_rl.torsos.scan import CausalConv
+from dream_rl.torsos.scan import CausalConv, _DepthwiseCausalConv
 
 T, B, F_IN, H = 11, 3, 5, 8
 
@@ -187,6 +187,10 @@ def test_causal_convolution_equals_steps_and_cuts_at_episode_starts():
     torch.testing.assert_close(y, torch.cat(ys))
     torch.testing.assert_close(final, state)
     torch.testing.assert_close(y[5, 0], expected)
+    # the fast path (no start after step 0) has a hand-written backward: gradcheck it
+    full = torch.randn(9, 2, 5, dtype=torch.float64, requires_grad=True)
+    weight, bias = (conv.weight.detach().clone().requires_grad_(), conv.bias.detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(_DepthwiseCausalConv.apply, (full, weight, bias))
     history[0] = float("nan")  # a start before step 0 drops sample 0's history, NaN included
     starts0 = torch.zeros(3, B, dtype=torch.bool)
     starts0[0, 0] = True
