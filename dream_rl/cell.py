@@ -109,7 +109,10 @@ class DREAMCell(nn.Module):
             nn.init.xavier_uniform_(self.weight_pred)
             self.bias.zero_()
             self.plasticity.fill_(cfg.base_plasticity)
-            self.log_tau_sys.fill_(math.log(cfg.ltc_tau_sys))
+            # log-spaced over [τ_sys / spread, τ_sys · spread] across the units (all τ_sys at spread 1)
+            units = self.log_tau_sys.numel()
+            offsets = torch.linspace(-1.0, 1.0, units) if units > 1 else torch.zeros(1)
+            self.log_tau_sys.copy_(math.log(cfg.ltc_tau_sys) + math.log(cfg.ltc_tau_spread) * offsets)
             self.log_surprise_scale.fill_(math.log(cfg.ltc_surprise_scale))
             # orthonormal columns when r <= I, orthonormal rows otherwise
             nn.init.orthogonal_(self.sensory_filter)

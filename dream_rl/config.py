@@ -1,4 +1,5 @@
-"""DREAM configuration: the 18 hyper-parameters of a cell, validated on construction, and named presets.
+"""DREAM configuration: the 18 hyper-parameters of a cell (and one option of this project, which defaults
+to the specified behaviour), validated on construction, and named presets.
 
 A :class:`DREAMConfig` is immutable (a frozen dataclass): the kernels read it on every call, so a field
 changed after validation could hand them a value they cannot compute with (or a ``rank`` that no longer
@@ -50,6 +51,10 @@ class DREAMConfig:
         ltc_enabled: integrate with a surprise-modulated time constant (False: plain RNN step).
         ltc_tau_sys: initial per-unit base time constant ``τ_sys``.
         ltc_surprise_scale: initial surprise → time-constant scale ``s``.
+    This project's option (not in the seed; its default is the specified behaviour):
+        ltc_tau_spread: the units' initial base time constants are log-spaced over
+            ``[τ_sys / spread, τ_sys · spread]`` (1: every unit starts at ``τ_sys``). Fast units keep
+            exact recent inputs, slow ones integrate; measured on the quick leaderboard (README).
 
     Every field is checked on construction; a bad value raises :class:`DREAMError` naming the
     field and its allowed range. Float fields must also be computable in float32, the cell's default
@@ -86,6 +91,8 @@ class DREAMConfig:
     ltc_enabled: bool = True
     ltc_tau_sys: float = 10.0
     ltc_surprise_scale: float = 10.0
+    # This project's option, after the seed's 18 fields
+    ltc_tau_spread: float = 1.0
 
     def __post_init__(self) -> None:
         # frozen: normalised values are stored with object.__setattr__, the only write after __init__
@@ -176,6 +183,7 @@ _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     # both are log-parameterised in the cell, so they must be strictly positive
     ("ltc_tau_sys", 0.0, math.inf, True),
     ("ltc_surprise_scale", 0.0, math.inf, True),
+    ("ltc_tau_spread", 1.0, math.inf, False),
 )
 
 

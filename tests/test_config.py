@@ -32,6 +32,8 @@ SEED_DEFAULTS = {
     "ltc_surprise_scale": 10.0,
 }
 SEED_TYPES = {"input_dim": int, "hidden_dim": int, "rank": int, "ltc_enabled": bool}
+# This project's options come after the seed's fields, each defaulting to the specified behaviour.
+PROJECT_DEFAULTS = {"ltc_tau_spread": 1.0}
 
 # The configuration guide (seed 002), written out independently of dream_rl.config.PRESETS.
 # ASR merges the "Quick presets" block with the "Speech Recognition" task block (they agree).
@@ -59,7 +61,21 @@ SEED_PRESETS = {
 # ---------------------------------------------------------------------------- fields and defaults
 def test_is_a_dataclass_with_the_18_seed_fields_in_order():
     assert dataclasses.is_dataclass(DREAMConfig)
-    assert [f.name for f in dataclasses.fields(DREAMConfig)] == list(SEED_DEFAULTS)
+    assert [f.name for f in dataclasses.fields(DREAMConfig)] == [*SEED_DEFAULTS, *PROJECT_DEFAULTS]
+    assert {name: getattr(DREAMConfig(), name) for name in PROJECT_DEFAULTS} == PROJECT_DEFAULTS
+
+
+def test_tau_spread_log_spaces_the_initial_time_constants():
+    import torch
+
+    from dream_rl import DREAMCell
+
+    same = DREAMCell(DREAMConfig(input_dim=3, hidden_dim=5, rank=2, ltc_tau_sys=2.0))
+    assert torch.allclose(same.log_tau_sys.exp(), torch.full((5,), 2.0))  # the specified behaviour
+    spread = DREAMCell(DREAMConfig(input_dim=3, hidden_dim=5, rank=2, ltc_tau_sys=2.0, ltc_tau_spread=4.0))
+    assert torch.allclose(spread.log_tau_sys.exp(), torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0]))
+    one_unit = DREAMCell(DREAMConfig(input_dim=3, hidden_dim=1, rank=1, ltc_tau_sys=2.0, ltc_tau_spread=4.0))
+    assert torch.allclose(one_unit.log_tau_sys.exp(), torch.tensor([2.0]))
 
 
 def test_defaults_are_exactly_the_seed_defaults():
@@ -68,7 +84,7 @@ def test_defaults_are_exactly_the_seed_defaults():
         value = getattr(config, name)
         assert value == default, name
         assert type(value) is SEED_TYPES.get(name, float), name
-    assert config.to_dict() == SEED_DEFAULTS
+    assert config.to_dict() == {**SEED_DEFAULTS, **PROJECT_DEFAULTS}
 
 
 def test_seed_example_config():
@@ -131,6 +147,7 @@ INVALID = [
     ("target_norm", 0.0, POS), ("target_norm", -1.0, POS),
     ("ltc_tau_sys", 0.0, POS), ("ltc_tau_sys", -10.0, POS), ("ltc_tau_sys", NAN, POS),
     ("ltc_surprise_scale", 0.0, POS), ("ltc_surprise_scale", -1.0, POS),
+    ("ltc_tau_spread", 0.5, "[1, inf)"), ("ltc_tau_spread", NAN, "[1, inf)"),
     # negative rates and coefficients
     ("forgetting_rate", -0.01, NONNEG), ("forgetting_rate", NAN, NONNEG),
     ("base_plasticity", -0.1, NONNEG), ("base_threshold", -0.5, NONNEG), ("entropy_influence", -0.2, NONNEG),
@@ -194,7 +211,7 @@ def test_there_are_exactly_the_eight_seed_presets():
 def test_preset_has_the_seed_values_and_defaults_elsewhere(name):
     config = DREAMConfig.preset(name)
     assert isinstance(config, DREAMConfig)
-    expected = {**SEED_DEFAULTS, **SEED_PRESETS[name]}
+    expected = {**SEED_DEFAULTS, **PROJECT_DEFAULTS, **SEED_PRESETS[name]}
     assert config.to_dict() == expected
 
 
