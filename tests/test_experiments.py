@@ -426,3 +426,52 @@ def test_experiment_config_keeps_earlier_seeds_and_policies(tmp_path):
     assert merged.train.seeds == [0, 1, 2] and list(merged.policies) == ["dream", "lstm", "gru", "gru2"]
     other_algo = validate_config(apply_overrides(base_config(tmp_path), ["algo.n_epochs=3"]))
     assert _merge_with_earlier_runs(other_algo) == other_algo
+
+
+def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path, capsys):
+    """scripts/lr_select.py: each policy's multiple is the best IQM on the tuning runs, and the
+    aggregate it prints is of that multiple's board runs."""
+    import importlib.util
+    import sys
+
+    from dream_rl.experiments.report import final_scores_over_envs, load_curves
+    from dream_rl.experiments.runner import run_experiment
+    from dream_rl.experiments.stats import iqm
+
+    raw = base_config(tmp_path)
+    raw["policies"].pop("dream")
+    raw["train"]["total_timesteps"] = 256
+    dirs = {}
+    for multiple in (0.5, 1.0):
+        for kind, seeds in (("board", [0, 1]), ("tuning", [5, 6])):
+            name = f"{kind}_{multiple:g}"
+            config = validate_config(apply_overrides(raw, [
+                f"name={name}", f"train.seeds={seeds}", f"algo.learning_rate={1e-3 * multiple}",
+            ]))
+            run_experiment(config, log=lambda message: None)
+            dirs[multiple, kind] = tmp_path / "runs" / name
+
+    def scores(path):
+        config = load_config(path / "config.yaml")
+        return final_scores_over_envs(config, [load_curves(config, env)[0] for env in config.env_list])[0]
+
+    spec = importlib.util.spec_from_file_location("lr_select", REPO / "scripts" / "lr_select.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["lr_select.py"]
+    for multiple in (0.5, 1.0):
+        argv += ["--trial", str(multiple), str(dirs[multiple, "board"]), str(dirs[multiple, "tuning"])]
+    old_argv, sys.argv = sys.argv, argv
+    try:
+        module.main()
+    finally:
+        sys.argv = old_argv
+    printed = capsys.readouterr().out
+    for policy in ("lstm", "gru"):
+        tuning = {m: float(iqm(scores(dirs[m, "tuning"])[policy])) for m in (0.5, 1.0)}
+        chosen = 1.0 if tuning[1.0] >= tuning[0.5] else 0.5  # ties keep the shared rate
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {policy} |") and "chosen" not in line)
+        assert row.rstrip().endswith(f"| x{chosen:g} |"), row
+        board_iqm = float(iqm(scores(dirs[chosen, "board"])[policy]))
+        aggregate_row = [line for line in printed.splitlines() if line.startswith(f"| {policy} |")][-1]
+        assert aggregate_row.split("|")[2].strip().strip("*").startswith(f"{board_iqm:.3f}"), aggregate_row
