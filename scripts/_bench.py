@@ -5,12 +5,27 @@ Imported by ``scripts/bench_*.py`` (run as ``python scripts/bench_x.py``, so thi
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
 
 import torch
 from torch import nn
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quick, --rounds, --seq-len and --threads, as every torso benchmark takes them."""
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (5 instead of 15)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15)")
+    parser.add_argument("--seq-len", type=int, default=128, help="training sequence length T (default 128)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+
+
+def apply_timing_arguments(args: argparse.Namespace) -> int:
+    """Set torch's thread count from ``args`` and return the number of rounds."""
+    torch.set_num_threads(args.threads)
+    return args.rounds or (5 if args.quick else 15)
 
 
 def interleaved(contenders: dict[str, Callable[[], None]], rounds: int, calls: int = 1,

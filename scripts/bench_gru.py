@@ -30,7 +30,7 @@ from torch import nn  # noqa: E402
 
 from dream_rl import fast_gru  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
-from _bench import interleaved  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved  # noqa: E402
 
 # (B, I, H): the sizes
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256), (64, 8, 128)]
@@ -84,16 +84,12 @@ def contenders_for(B: int, I: int, H: int, T: int | None) -> dict[str, Callable[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (5 instead of 15)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size (default 15)")
-    parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    add_timing_arguments(parser)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                         help="cpu (process CPU time, default) or wall")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = apply_timing_arguments(args)
     T = args.seq_len
     native = fast_gru.native_kernel() is not None
     clock = CLOCKS[args.clock]

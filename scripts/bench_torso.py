@@ -29,7 +29,7 @@ from dream_rl import fast_sequence  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.cell import DREAMCell  # noqa: E402
 from dream_rl.config import DREAMConfig  # noqa: E402
-from _bench import interleaved, lstm_rollout, lstm_train  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 # (B, I, H, r): the four sizes; the rank is given for (8, 39, 256) only, the others are ours
 SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16), (64, 8, 128, 16)]
@@ -67,10 +67,7 @@ def dream_rollout(B: int, I: int, H: int, r: int, backend: str) -> Callable[[], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (5 instead of 15)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per size (default 15)")
-    parser.add_argument("--seq-len", type=int, default=128, help="sequence length T (default 128)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    add_timing_arguments(parser)
     parser.add_argument("--no-reference", action="store_true", help="skip the slow eager reference loop")
     parser.add_argument("--clock", choices=["auto", "wall", "cpu"], default="auto",
                         help="wall: perf_counter; cpu: CPU time of this thread (user + system), which time-slicing "
@@ -79,8 +76,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="B,I,H,r;B,I,H,r;... instead of the default four")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = apply_timing_arguments(args)
     T = args.seq_len
     native = fast_sequence.native_available()
     clock_name = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")

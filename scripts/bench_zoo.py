@@ -31,7 +31,7 @@ from dream_rl import TORSOS  # noqa: E402
 from dream_rl.machine import describe_machine  # noqa: E402
 from dream_rl.torsos import scan as scan_module  # noqa: E402
 from dream_rl.torsos.scan import ScanTorso, linear_scan_sequential  # noqa: E402
-from _bench import interleaved, lstm_rollout, lstm_train  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256)]
 SCAN_LENGTHS = [1, 4, 16, 64, 128, 256]
@@ -87,16 +87,12 @@ def with_sequential_scan(name: str, fn: Callable[[], None]) -> Callable[[], None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--torsos", default=None, help="comma-separated names (default: every registered torso)")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (5 instead of 15)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15)")
-    parser.add_argument("--seq-len", type=int, default=128, help="training sequence length T (default 128)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    add_timing_arguments(parser)
     parser.add_argument("--sizes", default=None, help="B,I,H triples as 8x8x64,32x8x128 (default: the three sizes)")
     parser.add_argument("--scan-torso", default="lru", help="the scan torso of part 2 (default lru); 'none' skips")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = apply_timing_arguments(args)
     names = [n for n in (args.torsos.split(",") if args.torsos else TORSOS) if n]
     unknown = [n for n in names if n not in TORSOS]
     if unknown:
