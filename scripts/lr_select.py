@@ -40,13 +40,13 @@ def final_scores(run_dir: Path) -> dict[str, np.ndarray]:
     return final_scores_over_envs(config, curves_by_env)[0]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trial", nargs=3, action="append", required=True, metavar=("MULTIPLE", "BOARD_DIR", "TUNING_DIR"),
                         help="a learning-rate multiple and the run directories of the board at it, on the board's "
                              "seeds and on tuning seeds (repeat for every multiple)")
     parser.add_argument("--baseline", default="lstm", help="the policy the others are compared with (default: lstm)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     trials = [(float(multiple), final_scores(Path(board)), final_scores(Path(tuning))) for multiple, board, tuning in args.trial]
     # prefer the multiple closest to 1 on a tie: the shared rates are the default

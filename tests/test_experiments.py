@@ -432,7 +432,6 @@ def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path,
     """scripts/lr_select.py: each policy's multiple is the best IQM on the tuning runs, and the
     aggregate it prints is of that multiple's board runs."""
     import importlib.util
-    import sys
 
     from dream_rl.experiments.report import final_scores_over_envs, load_curves
     from dream_rl.experiments.runner import run_experiment
@@ -458,14 +457,10 @@ def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path,
     spec = importlib.util.spec_from_file_location("lr_select", REPO / "scripts" / "lr_select.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    argv = ["lr_select.py"]
+    argv = []
     for multiple in (0.5, 1.0):
         argv += ["--trial", str(multiple), str(dirs[multiple, "board"]), str(dirs[multiple, "tuning"])]
-    old_argv, sys.argv = sys.argv, argv
-    try:
-        module.main()
-    finally:
-        sys.argv = old_argv
+    module.main(argv)
     printed = capsys.readouterr().out
     for policy in ("lstm", "gru"):
         tuning = {m: float(iqm(scores(dirs[m, "tuning"])[policy])) for m in (0.5, 1.0)}

@@ -283,20 +283,20 @@ class CausalConv(nn.Module):
         if starts is not None:
             past = torch.where(starts[0].reshape(1, batch, 1), zero, past)
         full = torch.cat([past, x])  # (K-1+T, B, C): full[lags + t] = x_t
+        new_past = full[-lags:]  # the inputs of the last K-1 steps
         if starts is None or steps == 1 or not bool(starts[1:].any()):  # no lag crosses a start
-            return _DepthwiseCausalConv.apply(full, self.weight, self.bias), full[-lags:].transpose(0, 1).reshape(
-                batch, lags * channels
-            )
-        # counts[p] = number of starts at sequence positions <= p - lags (full's coordinates), so a
-        # start in (t-l, t] separates x_{t-l} from step t iff counts[lags+t] > counts[lags+t-l]
-        counts = torch.cat([starts.new_zeros(lags, batch, dtype=torch.long), starts.long().cumsum(0)])
-        # the fast path's operations in its order, so a sample without a start gets the same bits
-        y = torch.addcmul(self.bias, x, self.weight[0])
-        for lag in range(1, lags + 1):
-            shifted = full[lags - lag : lags - lag + steps]  # x_{t-lag}, (T, B, C)
-            cut = counts[lags : lags + steps] > counts[lags - lag : lags - lag + steps]  # (T, B)
-            y = y.addcmul_(torch.where(cut.unsqueeze(-1), zero, shifted), self.weight[lag])
-        # the inputs of the last K-1 steps, without those from before the sequence's last start
-        cut = counts[-1] > counts[-lags:]  # a start after the entry's step, (K-1, B)
-        new_past = torch.where(cut.unsqueeze(-1), zero, full[-lags:])
+            y = _DepthwiseCausalConv.apply(full, self.weight, self.bias)
+        else:
+            # counts[p] = number of starts at sequence positions <= p - lags (full's coordinates), so a
+            # start in (t-l, t] separates x_{t-l} from step t iff counts[lags+t] > counts[lags+t-l]
+            counts = torch.cat([starts.new_zeros(lags, batch, dtype=torch.long), starts.long().cumsum(0)])
+            # the fast path's operations in its order, so a sample without a start gets the same bits
+            y = torch.addcmul(self.bias, x, self.weight[0])
+            for lag in range(1, lags + 1):
+                shifted = full[lags - lag : lags - lag + steps]  # x_{t-lag}, (T, B, C)
+                cut = counts[lags : lags + steps] > counts[lags - lag : lags - lag + steps]  # (T, B)
+                y = y.addcmul_(torch.where(cut.unsqueeze(-1), zero, shifted), self.weight[lag])
+            # drop the kept inputs from before the sequence's last start
+            cut = counts[-1] > counts[-lags:]  # a start after the entry's step, (K-1, B)
+            new_past = torch.where(cut.unsqueeze(-1), zero, new_past)
         return y, new_past.transpose(0, 1).reshape(batch, lags * channels)
