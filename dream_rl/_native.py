@@ -40,9 +40,18 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "dream_seq.cpp"
 _BASE_FLAGS = (*_cbuild.BASE_FLAGS, "-pthread")
 
 
+def _flag_sets() -> tuple[tuple[str, ...], ...]:
+    """The shared flag sets, each tried first with ``-fopenmp`` where torch's CPU ops run on OpenMP:
+    the kernel then splits the batch over torch's own worker threads (csrc: "Threads"), which
+    otherwise spin beside threads of its own."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return _cbuild.FLAG_SETS
+    return tuple(flags for base in _cbuild.FLAG_SETS for flags in ((*base, "-fopenmp"), base))
+
+
 def _load() -> tuple[_NativeKernel, Path]:
     """Build (or reuse the cached build), check the ABI, self-test; raises to say it cannot be used."""
-    lib, path = _cbuild.compile_and_load(SOURCE, base_flags=_BASE_FLAGS)
+    lib, path = _cbuild.compile_and_load(SOURCE, base_flags=_BASE_FLAGS, flag_sets=_flag_sets())
     kernel = _NativeKernel(lib)
     _self_test(kernel)
     return kernel, path

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -424,6 +425,17 @@ def test_native_threads_and_batch_chunks_match_reference(threads, B, monkeypatch
             assert_same(run(cell, x, state, "reference"), run(cell, x, state, "native"), rtol=1e-9, atol=1e-11)
     finally:
         torch.set_num_threads(previous)
+
+
+@needs_native
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_native_kernel_shares_torchs_openmp_runtime():
+    """Built with OpenMP, the kernel must bind the libgomp torch loaded (its threads are torch's),
+    not load a second runtime whose workers would compete with torch's for the cores."""
+    _native.load()
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(runtimes) <= 1, f"two OpenMP runtimes loaded: {sorted(runtimes)}"
 
 
 @needs_native

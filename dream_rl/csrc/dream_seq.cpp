@@ -19,13 +19,19 @@
 //
 // Threads: samples never interact, so the batch is split into contiguous slices, one per thread,
 // each running the whole time loop for its samples (no synchronisation inside the loop); the
-// parameter gradients that sum over the batch are reduced in a fixed order after the join.
+// parameter gradients that sum over the batch are reduced in a fixed order after the join. Built
+// with -fopenmp (where torch's CPU backend is OpenMP), the slices run on the OpenMP runtime torch has
+// loaded (libgomp.so.1 is bound by its soname, so there is one runtime and one pool of workers);
+// otherwise on std::threads started per call.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -142,8 +148,8 @@ void transpose_batch(const T* in, T* out, int64_t B, int64_t n1, int64_t n2) {
 }
 
 
-// Runs fn(i, b0, b1) on `nthreads` contiguous slices i of [0, B): slice 0 on the calling thread. Falls
-// back to running everything here if a thread cannot be started.
+// Runs fn(i, b0, b1) on `nthreads` contiguous slices i of [0, B). Slice i always covers the same
+// samples, whichever thread runs it, so results do not depend on how many threads actually ran.
 template <typename F>
 void parallel_slices(int64_t B, int64_t nthreads, const F& fn) {
   nthreads = std::max<int64_t>(1, std::min(nthreads, B));
@@ -151,9 +157,20 @@ void parallel_slices(int64_t B, int64_t nthreads, const F& fn) {
     fn(int64_t(0), int64_t(0), B);
     return;
   }
-  std::vector<std::thread> workers;
   std::vector<int64_t> bounds(nthreads + 1);
   for (int64_t i = 0; i <= nthreads; ++i) bounds[i] = B * i / nthreads;
+#ifdef _OPENMP
+  // torch's workers: after one of torch's parallel ops they spin for a while before sleeping, so a
+  // thread of our own beside them would share a core with a spinning worker (measured: twice the
+  // time on 2 cores); handing them the slices uses them instead. The runtime may grant fewer threads
+  // than asked: each runs every team-th slice.
+#pragma omp parallel num_threads(static_cast<int>(nthreads))
+  {
+    const int64_t team = omp_get_num_threads();
+    for (int64_t i = omp_get_thread_num(); i < nthreads; i += team) fn(i, bounds[i], bounds[i + 1]);
+  }
+#else
+  std::vector<std::thread> workers;
   int64_t started = 1;
   try {
     for (; started < nthreads; ++started) workers.emplace_back(fn, started, bounds[started], bounds[started + 1]);
@@ -162,6 +179,7 @@ void parallel_slices(int64_t B, int64_t nthreads, const F& fn) {
   fn(int64_t(0), bounds[0], bounds[1]);
   for (int64_t i = started; i < nthreads; ++i) fn(i, bounds[i], bounds[i + 1]);
   for (auto& w : workers) w.join();
+#endif
 }
 
 // The Hebbian write toward the target (step 6), one row q of U' (length H): shared by the forward
