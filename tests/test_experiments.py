@@ -408,6 +408,18 @@ def test_shipped_configs_are_valid():
         assert np.all(np.array(config.train.seeds) >= 0)
 
 
+def test_generated_configs_are_current():
+    """configs/leaderboard*.yaml and the tuning configs are what scripts/make_leaderboard_configs.py
+    writes now (its TUNED values and TORSOS included): a stale file fails here, not on the board."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_leaderboard_configs", REPO / "scripts" / "make_leaderboard_configs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.generated_configs().items():
+        assert (REPO / "configs" / name).read_text() == text, f"configs/{name} is stale: run scripts/make_leaderboard_configs.py"
+
+
 def _memory_of(policy: str, policy_kwargs: dict) -> str | None:
     """The torso a policy config runs."""
     if policy.endswith("TorsoPolicy") and policy != "MlpLstmTorsoPolicy":
