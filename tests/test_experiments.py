@@ -408,15 +408,20 @@ def test_shipped_configs_are_valid():
         assert np.all(np.array(config.train.seeds) >= 0)
 
 
+def _script(name: str):
+    """scripts/<name>.py imported as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_generated_configs_are_current():
     """configs/leaderboard*.yaml and the tuning configs are what scripts/make_leaderboard_configs.py
     writes now (its TUNED values and TORSOS included): a stale file fails here, not on the board."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_leaderboard_configs", REPO / "scripts" / "make_leaderboard_configs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name, text in module.generated_configs().items():
+    for name, text in _script("make_leaderboard_configs").generated_configs().items():
         assert (REPO / "configs" / name).read_text() == text, f"configs/{name} is stale: run scripts/make_leaderboard_configs.py"
 
 
@@ -443,8 +448,6 @@ def test_experiment_config_keeps_earlier_seeds_and_policies(tmp_path):
 def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path, capsys):
     """scripts/lr_select.py: each policy's multiple is the best IQM on the tuning runs, and the
     aggregate it prints is of that multiple's board runs."""
-    import importlib.util
-
     from dream_rl.experiments.report import final_scores_over_envs, load_curves
     from dream_rl.experiments.runner import run_experiment
     from dream_rl.experiments.stats import iqm
@@ -466,13 +469,10 @@ def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path,
         config = load_config(path / "config.yaml")
         return final_scores_over_envs(config, [load_curves(config, env)[0] for env in config.env_list])[0]
 
-    spec = importlib.util.spec_from_file_location("lr_select", REPO / "scripts" / "lr_select.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     argv = []
     for multiple in (0.5, 1.0):
         argv += ["--trial", str(multiple), str(dirs[multiple, "board"]), str(dirs[multiple, "tuning"])]
-    module.main(argv)
+    _script("lr_select").main(argv)
     printed = capsys.readouterr().out
     for policy in ("lstm", "gru"):
         tuning = {m: float(iqm(scores(dirs[m, "tuning"])[policy])) for m in (0.5, 1.0)}
