@@ -114,6 +114,7 @@ def test_suite_compare_writes_per_env_tables_and_the_aggregate(tmp_path, capsys)
     assert (experiment / "performance_profiles.png").read_bytes().startswith(b"\x89PNG")
     overview = (experiment / "comparison.md").read_text()
     assert "aggregate over 2 envs" in overview and "P(policy > lstm)" in overview and overview.count("### ") == 3
+    assert "| policy | RepeatFirst-v0 | short | envs ≥ lstm |" in overview  # the per-env table
     assert "aggregate over 2 envs" in out
 
     # evaluate and report find the env level; a second train skips every run

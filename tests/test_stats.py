@@ -13,6 +13,7 @@ from dream_rl.experiments.stats import (
     PolicyAggregate,
     aggregate_scores,
     format_aggregate_markdown,
+    format_per_env_markdown,
     iqm,
     min_max_normalize,
     performance_profile,
@@ -185,6 +186,23 @@ def test_markdown_and_csv(tmp_path):
     assert float(rows[0]["prob_improvement_low"]) == pytest.approx(aggregates[0].prob_improvement_ci[0])
     assert rows[1]["prob_improvement"] == ""
     assert isinstance(aggregates[0], PolicyAggregate)
+
+
+def test_per_env_table_means_best_and_counts():
+    scores = {
+        "dream": np.array([[1.0, 0.2, 0.5], [0.0, 0.4, 0.5]]),  # env means 0.5, 0.3, 0.5
+        "lstm": np.array([[0.4, 0.3, 0.5]]),
+        "gru": np.array([[0.6, 0.1, 0.7], [0.6, 0.1, 0.7]]),
+    }
+    text = format_per_env_markdown(scores, ["A", "B", "C"], references=["lstm", "gru", "absent"])
+    lines = text.strip().splitlines()
+    assert lines[0] == "| policy | A | B | C | envs ≥ lstm and gru |"
+    assert lines[2] == "| dream | 0.50 | **0.30** | 0.50 | 1 / 3 |"  # only B: A and C lose to the GRU
+    assert lines[3] == "| lstm | 0.40 | **0.30** | 0.50 | 1 / 3 |"  # a tie with the best is bold too
+    assert lines[4] == "| gru | **0.60** | 0.10 | **0.70** | 2 / 3 |"
+    assert "envs ≥" not in format_per_env_markdown(scores, ["A", "B", "C"])
+    with pytest.raises(ConfigError, match="one label per env"):
+        format_per_env_markdown(scores, ["A", "B"])
 
 
 def test_min_max_normalize_per_env_over_all_policies():

@@ -17,8 +17,9 @@ The plot shows, per policy, the mean score over seeds against env steps with a b
 **Aggregate over envs** (``envs:`` configs with several envs): each run's final normalized score
 (for an env without reference returns, its final return min-max scaled over that env's runs) goes
 into :mod:`dream_rl.experiments.stats` (Agarwal et al. 2021): IQM, median and mean with
-stratified-bootstrap 95% CIs, probability of improvement over ``report.baseline``, and performance
-profiles. A policy enters with the seeds it has on every env.
+stratified-bootstrap 95% CIs, probability of improvement over ``report.baseline``, performance
+profiles, and a policy x env table of mean scores with the number of envs where each policy scores
+at least the baseline. A policy enters with the seeds it has on every env.
 
 Outputs: ``comparison.md``, ``comparison.csv``, ``learning_curves.png`` per env (in the env's
 folder; in ``<output_dir>/<name>/`` for the ``env:`` form); with several envs also
@@ -317,6 +318,10 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
         + (f", probability of improvement over {baseline}" if baseline else "")
         + " (Agarwal et al., 2021).\n\n"
         + stats.format_aggregate_markdown(aggregates, baseline)
+        + "\nPer env: final normalized score, mean over seeds (best in bold)"
+        + (f", and on how many envs each policy scores at least {baseline}'s" if baseline else "")
+        + ".\n\n"
+        + stats.format_per_env_markdown(scores, [env.label or env.id for env in config.env_list], [baseline] if baseline else [])
     )
     files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png"]
     files[0].write_text(text)

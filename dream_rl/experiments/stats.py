@@ -43,6 +43,7 @@ __all__ = [
     "PolicyAggregate",
     "aggregate_scores",
     "format_aggregate_markdown",
+    "format_per_env_markdown",
     "iqm",
     "min_max_normalize",
     "performance_profile",
@@ -360,6 +361,42 @@ def format_aggregate_markdown(
             else:
                 row.append(_with_interval(aggregate.prob_improvement, aggregate.prob_improvement_ci))
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TIE = 1e-9  # per-env means closer than this are equal (see format_per_env_markdown)
+
+
+def format_per_env_markdown(scores: Mapping[str, np.ndarray], env_labels: Sequence[str], references: Sequence[str] = ()) -> str:
+    """A Markdown table of each policy's mean score over its seeds on every env (rows: policies,
+    columns: envs; the best per env in bold), and with ``references``, the number of envs where
+    the policy's mean is at least every reference's (ties count: "at least as good as"). Means
+    within 1e-9 of each other are ties, so that float rounding of equal scores (two seeds at
+    0.2 and 0.4 against one at 0.3) decides neither the bold nor the count.
+
+    Args:
+        scores: ``policy -> (n_seeds, n_envs)`` normalized scores, envs in ``env_labels``' order.
+        env_labels: the column headers, one per env.
+        references: policies to count against, e.g. ``("lstm", "gru")``; names missing from
+            ``scores`` are skipped.
+    """
+    arrays = _check_scores(scores)
+    env_means = {policy: array.mean(axis=0) for policy, array in arrays.items()}  # policy -> (n_envs,)
+    n_envs = len(next(iter(env_means.values()))) if env_means else 0
+    if len(env_labels) != n_envs:
+        raise ConfigError(f"{len(env_labels)} env labels for {n_envs} envs: give one label per env")
+    references = [r for r in references if r in env_means]
+    best = np.max(np.stack(list(env_means.values())), axis=0) if env_means else np.zeros(0)
+    header = ["policy", *env_labels]
+    if references:
+        header.append(f"envs ≥ {' and '.join(references)}")
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for policy, means in env_means.items():
+        cells = [f"**{m:.2f}**" if len(env_means) > 1 and m >= b - _TIE else f"{m:.2f}" for m, b in zip(means, best)]
+        if references:
+            at_least = np.all([means >= env_means[r] - _TIE for r in references], axis=0)
+            cells.append(f"{int(at_least.sum())} / {n_envs}")
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
