@@ -370,9 +370,10 @@ _TIE = 1e-9  # per-env means closer than this are equal (see format_per_env_mark
 def format_per_env_markdown(scores: Mapping[str, np.ndarray], env_labels: Sequence[str], references: Sequence[str] = ()) -> str:
     """A Markdown table of each policy's mean score over its seeds on every env (rows: policies,
     columns: envs; the best per env in bold), and with ``references``, the number of envs where
-    the policy's mean is at least every reference's (ties count: "at least as good as"). Means
-    within 1e-9 of each other are ties, so that float rounding of equal scores (two seeds at
-    0.2 and 0.4 against one at 0.3) decides neither the bold nor the count.
+    the policy's mean is at least every reference's (ties count: "at least as good as"). For the
+    count, means within 1e-9 of each other are ties, so that float rounding of equal scores (two
+    seeds at 0.2 and 0.4 against one at 0.3) does not decide it; the bold marks every mean that
+    reads the same as the best at the two decimals shown.
 
     Args:
         scores: ``policy -> (n_seeds, n_envs)`` normalized scores, envs in ``env_labels``' order.
@@ -392,7 +393,8 @@ def format_per_env_markdown(scores: Mapping[str, np.ndarray], env_labels: Sequen
         header.append(f"envs ≥ {' and '.join(references)}")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for policy, means in env_means.items():
-        cells = [f"**{m:.2f}**" if len(env_means) > 1 and m >= b - _TIE else f"{m:.2f}" for m, b in zip(means, best)]
+        shown = [f"{m:.2f}" for m in means]
+        cells = [f"**{m}**" if len(env_means) > 1 and m == f"{b:.2f}" else m for m, b in zip(shown, best)]
         if references:
             at_least = np.all([means >= env_means[r] - _TIE for r in references], axis=0)
             cells.append(f"{int(at_least.sum())} / {n_envs}")
