@@ -383,11 +383,11 @@ def format_per_env_markdown(scores: Mapping[str, np.ndarray], env_labels: Sequen
     """
     arrays = _check_scores(scores)
     env_means = {policy: array.mean(axis=0) for policy, array in arrays.items()}  # policy -> (n_envs,)
-    n_envs = len(next(iter(env_means.values()))) if env_means else 0
+    n_envs = len(next(iter(env_means.values())))
     if len(env_labels) != n_envs:
         raise ConfigError(f"{len(env_labels)} env labels for {n_envs} envs: give one label per env")
     references = [r for r in references if r in env_means]
-    best = np.max(np.stack(list(env_means.values())), axis=0) if env_means else np.zeros(0)
+    best = np.max(np.stack(list(env_means.values())), axis=0)  # (n_envs,)
     header = ["policy", *env_labels]
     if references:
         header.append(f"envs ≥ {' and '.join(references)}")
