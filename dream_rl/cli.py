@@ -104,7 +104,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
             "`train` followed by `report`: trains the runs that are not finished, then writes comparison.md, "
             "comparison.csv (final normalized score and area under the learning curve, mean ± std over seeds, "
             "env steps/s) and learning_curves.png (mean with a band over seeds) per env, and with several envs "
-            "the aggregate over envs (aggregate.md, aggregate.csv, performance_profiles.png)."
+            "the aggregate over envs (aggregate.md, aggregate.csv, performance_profiles.png, scores.csv)."
         ),
     )
     _add_config_arguments(compare)

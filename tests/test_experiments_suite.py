@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -115,6 +116,11 @@ def test_suite_compare_writes_per_env_tables_and_the_aggregate(tmp_path, capsys)
     overview = (experiment / "comparison.md").read_text()
     assert "aggregate over 2 envs" in overview and "P(policy > lstm)" in overview and overview.count("### ") == 3
     assert "| policy | RepeatFirst-v0 | short | envs ≥ lstm |" in overview  # the per-env table
+    runs = read_csv(experiment / "scores.csv")  # every run's final score: the aggregate's input
+    assert [(r["env"], r["policy"], r["seed"]) for r in runs][:3] == [("RepeatFirst-v0", "gru", "0"), ("RepeatFirst-v0", "gru", "1"), ("RepeatFirst-v0", "lstm", "0")]
+    assert len(runs) == 8
+    gru_scores = np.array([[float(r["final_score"]) for r in runs if r["policy"] == "gru" and r["seed"] == seed] for seed in "01"])
+    assert float(aggregate[0]["mean"]) == pytest.approx(gru_scores.mean())
     assert "aggregate over 2 envs" in out
 
     # evaluate and report find the env level; a second train skips every run

@@ -23,8 +23,9 @@ at least the baseline. A policy enters with the seeds it has on every env.
 
 Outputs: ``comparison.md``, ``comparison.csv``, ``learning_curves.png`` per env (in the env's
 folder; in ``<output_dir>/<name>/`` for the ``env:`` form); with several envs also
-``aggregate.md``, ``aggregate.csv``, ``performance_profiles.png`` and a ``comparison.md`` that holds
-every table, in ``<output_dir>/<name>/``.
+``aggregate.md``, ``aggregate.csv``, ``performance_profiles.png``, ``scores.csv`` (every run's final
+normalized score, the aggregate's input) and a ``comparison.md`` that holds every table, in
+``<output_dir>/<name>/``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "RunCurve",
     "area_under_curve",
     "final_scores_over_envs",
+    "final_scores_per_env",
     "load_curves",
     "summarize",
     "write_report",
@@ -268,9 +270,8 @@ def plot_learning_curves(config: ExperimentConfig, env: EnvConfig, curves: list[
     figure.savefig(path, dpi=120)
 
 
-def final_scores_over_envs(config: ExperimentConfig, curves_by_env: list[list[RunCurve]]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """``scores[policy]``: (n_seeds, n_envs) final normalized scores, envs in config order, over
-    the seeds the policy has on every env; and notes on what was left out.
+def final_scores_per_env(curves_by_env: list[list[RunCurve]]) -> list[dict[tuple[str, int], float]]:
+    """For each env, ``{(policy label, seed): final normalized score}`` of every evaluated run.
 
     An env without reference returns is min-max scaled over its runs' final returns (all equal:
     0.5)."""
@@ -282,6 +283,14 @@ def final_scores_over_envs(config: ExperimentConfig, curves_by_env: list[list[Ru
         returns = {(c.label, c.seed): float(c.returns[-1]) for c in curves}
         low, high = (min(returns.values()), max(returns.values())) if returns else (0.0, 0.0)
         finals.append({key: (value - low) / (high - low) if high > low else 0.5 for key, value in returns.items()})
+    return finals
+
+
+def final_scores_over_envs(config: ExperimentConfig, curves_by_env: list[list[RunCurve]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``scores[policy]``: (n_seeds, n_envs) final normalized scores (:func:`final_scores_per_env`),
+    envs in config order, over the seeds the policy has on every env; and notes on what was left
+    out."""
+    finals = final_scores_per_env(curves_by_env)
     scores, notes = {}, []
     for label in config.policies:
         seeds = [seed for seed in config.train.seeds if all((label, seed) in env_finals for env_finals in finals)]
@@ -323,11 +332,23 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
         + ".\n\n"
         + stats.format_per_env_markdown(scores, [env.label or env.id for env in config.env_list], [baseline] if baseline else [])
     )
-    files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png"]
+    files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png", out / "scores.csv"]
     files[0].write_text(text)
     stats.write_aggregate_csv(aggregates, files[1])
     stats.plot_performance_profiles(scores, files[2], title=f"{config.name}: {len(config.env_list)} envs")
+    _write_scores_csv(files[3], config, curves_by_env)
     return text, files
+
+
+def _write_scores_csv(path: Path, config: ExperimentConfig, curves_by_env: list[list[RunCurve]]) -> None:
+    """One row per evaluated run (env, policy, seed, final normalized score): the input of the
+    aggregate, for recomputing it or feeding it to another statistics tool."""
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["env", "policy", "seed", "final_score"])
+        for env, finals in zip(config.env_list, final_scores_per_env(curves_by_env)):
+            for (label, seed), score in finals.items():  # config order: policy by policy, seed by seed
+                writer.writerow([env.label or env.id, label, seed, score])
 
 
 def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -> Report:
