@@ -317,7 +317,8 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
     baseline = config.report.baseline if config.report.baseline in scores else None
     aggregates = stats.aggregate_scores(scores, baseline=baseline)
     out = config.experiment_dir
-    envs = ", ".join(env.label or env.id for env in config.env_list)
+    env_names = [env.label or env.id for env in config.env_list]
+    envs = ", ".join(env_names)
     n_seeds = sorted({len(s) for s in scores.values()})
     seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
     text = (
@@ -330,25 +331,25 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
         + "\nPer env: final normalized score, mean over seeds (best in bold)"
         + (f", and on how many envs each policy scores at least {baseline}'s" if baseline else "")
         + ".\n\n"
-        + stats.format_per_env_markdown(scores, [env.label or env.id for env in config.env_list], [baseline] if baseline else [])
+        + stats.format_per_env_markdown(scores, env_names, [baseline] if baseline else [])
     )
     files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png", out / "scores.csv"]
     files[0].write_text(text)
     stats.write_aggregate_csv(aggregates, files[1])
     stats.plot_performance_profiles(scores, files[2], title=f"{config.name}: {len(config.env_list)} envs")
-    _write_scores_csv(files[3], config, curves_by_env)
+    _write_scores_csv(files[3], env_names, curves_by_env)
     return text, files
 
 
-def _write_scores_csv(path: Path, config: ExperimentConfig, curves_by_env: list[list[RunCurve]]) -> None:
+def _write_scores_csv(path: Path, env_names: list[str], curves_by_env: list[list[RunCurve]]) -> None:
     """One row per evaluated run (env, policy, seed, final normalized score): the input of the
     aggregate, for recomputing it or feeding it to another statistics tool."""
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["env", "policy", "seed", "final_score"])
-        for env, finals in zip(config.env_list, final_scores_per_env(curves_by_env)):
+        for env_name, finals in zip(env_names, final_scores_per_env(curves_by_env)):
             for (label, seed), score in finals.items():  # config order: policy by policy, seed by seed
-                writer.writerow([env.label or env.id, label, seed, score])
+                writer.writerow([env_name, label, seed, score])
 
 
 def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -> Report:
