@@ -28,6 +28,7 @@ echo "Finished in $(( $(date +%s) - start )) s. Outputs in runs/$config/:"
 if [ "$config" = "suite_quick" ]; then
     echo "  aggregate.md, aggregate.csv     IQM, median, mean with 95% CIs; probability of improvement over lstm"
     echo "  performance_profiles.png        fraction of runs above each normalized score"
+    echo "  scores.csv                      every run's final normalized score (the aggregate's input)"
     echo "  <env>/comparison.md, .csv, learning_curves.png   per env"
     echo "  <env>/<policy>/seed_<k>/        tb/ (TensorBoard), checkpoints/, final_model.zip, config.yaml, eval.csv, run_info.json"
 else
