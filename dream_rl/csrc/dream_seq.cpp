@@ -44,12 +44,20 @@ struct Config {
   double dt, lam, alpha, gamma, beta, beta_s, target_norm, kappa, zeta, min_sleep, log_2pi_e;
 };
 
-// Explicit SIMD through GCC/Clang vector extensions: 32 bytes (8 floats / 4 doubles), portable
-// (lowered to two 16-byte operations on machines without AVX).
+// Explicit SIMD through GCC/Clang vector extensions: 64 bytes (16 floats / 8 doubles) where AVX-512
+// is enabled, else 32 bytes, portable (lowered to 16-byte operations on machines without AVX). Each
+// output lane accumulates over k in the same order whatever the width, so the products' values do not
+// depend on it (checked bitwise: 12-17% less time at the benchmark's three larger sizes on an AVX-512
+// EPYC, none at (8, 8, 64, 8)).
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#else
+constexpr int kVecBytes = 32;
+#endif
 template <typename T>
 struct Simd {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int lanes = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(kVecBytes)));
+  static constexpr int lanes = kVecBytes / sizeof(T);
 };
 template <typename V, typename T>
 inline V loadu(const T* p) {
@@ -63,7 +71,7 @@ inline void storeu(T* p, const V& v) {
 }
 
 template <typename T>
-constexpr int64_t col_block() { return 2 * Simd<T>::lanes; }  // 16 floats / 8 doubles
+constexpr int64_t col_block() { return 2 * Simd<T>::lanes; }  // two vectors of columns
 
 // out (M, Np) = A (M, K) @ W (K, Np), Np a multiple of col_block. Register-blocked micro-kernel:
 // MR rows x two vectors of columns, accumulated over K in registers.
