@@ -6,10 +6,13 @@ sb3-contrib ships its tests in its source distribution on PyPI. This script down
 ``MlpLstmPolicy``/``CnnLstmPolicy``/``MultiInputLstmPolicy`` to our policies with the chosen memory
 (the named DREAM/GRU/LSTM policies for those torsos, ``MlpTorsoPolicy`` with ``torso=NAME`` for any other
 registered torso) and makes the stock recurrent policy's constructor fail (so a missed swap cannot
-pass silently), and runs pytest there. Exit status: pytest's.
+pass silently), and runs pytest there. ``--seed N`` makes every ``RecurrentPPO`` the tests build use
+seed N instead of the test's own: ``test_ppo_lstm_performance`` is a single learning run at seed 1,
+and this measures how often it passes over seeds. Exit status: pytest's.
 
     python scripts/upstream_tests.py --torso dream
     python scripts/upstream_tests.py --torso ffm -- -k lstm -x
+    python scripts/upstream_tests.py --torso gru --seed 3 -- -k test_ppo_lstm_performance
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 import dream_rl
 
 _TORSO = os.environ["DREAM_RL_UPSTREAM_TORSO"]
+_SEED = os.environ.get("DREAM_RL_UPSTREAM_SEED", "")
 _NAMED = {"dream": "Dream", "gru": "Gru", "lstm": "LstmTorso"}
 
 
@@ -62,10 +66,19 @@ def _swap_recurrent_policies(monkeypatch):
     for name, policy_class in _SWAPS.items():
         monkeypatch.setitem(RecurrentPPO.policy_aliases, name, policy_class)
     monkeypatch.setattr(RecurrentActorCriticPolicy, "__init__", _stock_constructor_called)
+    if _SEED:
+        build = RecurrentPPO.__init__
+
+        def seeded(self, *args, **kwargs):
+            kwargs["seed"] = int(_SEED)
+            build(self, *args, **kwargs)
+
+        monkeypatch.setattr(RecurrentPPO, "__init__", seeded)
 
 
 def pytest_report_header(config):
-    return "dream-rl swap: " + ", ".join(f"{k} -> {v.__name__}" for k, v in _SWAPS.items())
+    seed = f"; every RecurrentPPO seeded with {_SEED}" if _SEED else ""
+    return "dream-rl swap: " + ", ".join(f"{k} -> {v.__name__}" for k, v in _SWAPS.items()) + seed
 '''
 
 PYTEST_INI = """[pytest]
@@ -102,6 +115,9 @@ def main() -> int:
     parser.add_argument("--torso", choices=sorted(TORSOS), default="dream",
                         help="the memory (a name in dream_rl.TORSOS) whose policies replace the LSTM policies "
                              "(default: dream)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed every RecurrentPPO the tests build with this instead of the test's own "
+                             "(to measure the one-seed test_ppo_lstm_performance at other seeds)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
 
@@ -111,7 +127,8 @@ def main() -> int:
         (root / "tests" / "conftest.py").write_text(CONFTEST)
         (root / "pytest.ini").write_text(PYTEST_INI)
         print(f"sb3-contrib {sb3_contrib_version} tests {', '.join(TEST_FILES)} with the {args.torso} policies", flush=True)
-        env = {**os.environ, "DREAM_RL_UPSTREAM_TORSO": args.torso}
+        env = {**os.environ, "DREAM_RL_UPSTREAM_TORSO": args.torso,
+               "DREAM_RL_UPSTREAM_SEED": "" if args.seed is None else str(args.seed)}
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", *args.pytest_args]
         return subprocess.run(command, cwd=root, env=env).returncode
 
