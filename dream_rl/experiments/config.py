@@ -92,6 +92,8 @@ from pydantic import (
     model_validator,
 )
 
+from dream_rl.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "EnvConfig",
@@ -112,20 +114,6 @@ __all__ = [
     "resolve_policy",
     "validate_config",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid experiment config or override. The message is one line naming the key path.
-
-    Attributes:
-        key: the dotted key path at fault ("" when the problem is not about one key).
-        suggestion: the nearest valid key or name, when there is one.
-    """
-
-    def __init__(self, message: str, key: str = "", suggestion: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
-        self.suggestion = suggestion
 
 
 # --------------------------------------------------------------------------------------------
