@@ -1,38 +1,9 @@
-"""What machine a measurement ran on: recorded by training runs and printed by the benchmarks."""
+"""Deprecated alias of :mod:`dream_rl.experiments.machine` (the module moved there); kept so existing imports keep working."""
 
-from __future__ import annotations
+import sys
+import warnings
 
-import os
-import platform
-from pathlib import Path
-from typing import Any
+from dream_rl.experiments import machine as _moved
 
-import torch
-
-__all__ = ["cpu_name", "describe_machine"]
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo``'s ``model name`` on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def describe_machine() -> dict[str, Any]:
-    """CPU, core count, load, Python and torch versions, torch threads and DREAM's C++ kernel."""
-    from dream_rl import _native, fast_sequence
-
-    return {
-        "cpu": cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "native_kernel": "yes" if fast_sequence.native_available() else f"no ({_native.unavailable_reason()})",
-    }
+warnings.warn("dream_rl.machine moved to dream_rl.experiments.machine; import from there (or from dream_rl)", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = _moved

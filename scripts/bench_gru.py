@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The fused GRU (dream_rl.fast_gru) against nn.GRU and torch's fused nn.LSTM: forward+backward over
+"""The fused GRU (dream_rl.torsos.gru_kernel) against nn.GRU and torch's fused nn.LSTM: forward+backward over
 a sequence, and the single-step (T = 1) rollout latency. CPU, float32, one thread by default.
 
 Every contender runs once per round, rounds interleaved, in one process; the table shows medians
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dream_rl import fast_gru  # noqa: E402
-from dream_rl.machine import describe_machine  # noqa: E402
+from dream_rl.torsos import gru_kernel  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
 from _bench import add_timing_arguments, apply_timing_arguments, interleaved  # noqa: E402
 
 # (B, I, H): the issue's sizes
@@ -49,7 +49,7 @@ def train_step(module: nn.Module, B: int, I: int, H: int, T: int, backend: str |
         if backend is None:
             out, _ = module(x)
         else:
-            out, _ = fast_gru.gru_forward(module, x, torch.zeros(layers, B, H), backend)  # type: ignore[arg-type]
+            out, _ = gru_kernel.gru_forward(module, x, torch.zeros(layers, B, H), backend)  # type: ignore[arg-type]
         (out * g).sum().backward()
 
     return run
@@ -66,7 +66,7 @@ def rollout_step(module: nn.Module, B: int, I: int, H: int, backend: str | None)
         if backend is None:
             _, state = module(x, state)
         else:
-            _, state = fast_gru.gru_forward(module, x, state, backend)  # type: ignore[arg-type]
+            _, state = gru_kernel.gru_forward(module, x, state, backend)  # type: ignore[arg-type]
 
     return run
 
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = apply_timing_arguments(args)
     T = args.seq_len
-    native = fast_gru.native_kernel() is not None
+    native = gru_kernel.native_kernel() is not None
     clock = CLOCKS[args.clock]
 
     info = describe_machine()

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dream_rl  # noqa: E402,F401  (registers the dream_rl/ env ids)
-from dream_rl.machine import describe_machine  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
 
 ENV_ID = "dream_rl/CartPoleNoVel-v0"
 POLICY_NAMES = {"ppo": "PPO MlpPolicy (no memory)", "lstm": "MlpLstmPolicy (sb3-contrib)",
@@ -229,7 +229,7 @@ def measure_memory(kind: str, args: argparse.Namespace) -> dict | None:
 
 # where a function's cumulative time is booked: the first group whose pattern matches its file and name
 _PROFILE_GROUPS = [
-    ("sequence kernels (fast_sequence, _native)", ("fast_sequence.py", "_native.py")),
+    ("sequence kernels (dream_rl.dream.kernels, torsos.gru_kernel)", ("dream/kernels/", "gru_kernel.py")),
     ("torso and policy adapter (dream_rl)", ("dream_rl/",)),
     ("sb3-contrib / SB3 (buffer, loss, distributions)", ("sb3_contrib", "stable_baselines3")),
 ]

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from dream_rl import fast_sequence  # noqa: E402
-from dream_rl.machine import describe_machine  # noqa: E402
-from dream_rl.cell import DREAMCell  # noqa: E402
-from dream_rl.config import DREAMConfig  # noqa: E402
+from dream_rl.dream.kernels import dispatch  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
+from dream_rl.dream.cell import DREAMCell  # noqa: E402
+from dream_rl.dream.config import DREAMConfig  # noqa: E402
 from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 # (B, I, H, r): the four sizes; the rank is given for (8, 39, 256) only, the others are ours
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = apply_timing_arguments(args)
     T = args.seq_len
-    native = fast_sequence.native_available()
+    native = dispatch.native_available()
     clock_name = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")
     clock = time.thread_time if clock_name == "cpu" else time.perf_counter
     sizes = SIZES if not args.sizes else [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 
 from dream_rl import TORSOS  # noqa: E402
-from dream_rl.machine import describe_machine  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
 from dream_rl.torsos import scan as scan_module  # noqa: E402
 from dream_rl.torsos.scan import ScanTorso, linear_scan_sequential  # noqa: E402
 from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402

@@ -35,7 +35,7 @@ SEED_TYPES = {"input_dim": int, "hidden_dim": int, "rank": int, "ltc_enabled": b
 # This project's options come after the seed's fields, each defaulting to the specified behaviour.
 PROJECT_DEFAULTS = {"ltc_tau_spread": 1.0}
 
-# The configuration guide (seed 002), written out independently of dream_rl.config.PRESETS.
+# The configuration guide (seed 002), written out independently of dream_rl.dream.config.PRESETS.
 # ASR merges the "Quick presets" block with the "Speech Recognition" task block (they agree).
 SEED_PRESETS = {
     "asr": dict(input_dim=39, hidden_dim=256, rank=16, ltc_enabled=True, ltc_tau_sys=10.0,

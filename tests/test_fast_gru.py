@@ -1,4 +1,4 @@
-"""The fused GRU (dream_rl.fast_gru) equals nn.GRU: values and gradients, float64, every kernel.
+"""The fused GRU (dream_rl.torsos.gru_kernel) equals nn.GRU: values and gradients, float64, every kernel.
 
 Outputs, final state and the gradients of the input, the initial state and all four parameter
 tensors of every layer, against ``nn.GRU`` on the same parameters; hidden sizes that are and are
@@ -19,10 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from dream_rl import DREAMError, GruTorso
-from dream_rl import _cbuild, fast_gru
+from dream_rl import DreamRLError, GruTorso, KernelError
+from dream_rl._native import build
+from dream_rl.torsos import gru_kernel
 
-NATIVE = fast_gru.native_kernel() is not None
+NATIVE = gru_kernel.native_kernel() is not None
 KERNELS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not NATIVE, reason="no C++ kernel here"))]
 F64 = torch.float64
 # (T, B, I, H, layers): tails of the vector width (H = 1, 5, 17, 33), whole vectors (16, 64), odd
@@ -59,7 +60,7 @@ def assert_all_close(got: list[torch.Tensor], expected: list[torch.Tensor], rtol
 def test_values_and_gradients_equal_nn_gru(kernel, case):
     rnn, x, h0 = gru_and_inputs(*case)
     expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
-    got = values_and_grads(lambda: fast_gru.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
+    got = values_and_grads(lambda: gru_kernel.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
     assert_all_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -67,7 +68,7 @@ def test_values_and_gradients_equal_nn_gru(kernel, case):
 def test_without_bias(kernel):
     rnn, x, h0 = gru_and_inputs(5, 3, 4, 9, 2, bias=False)
     expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
-    got = values_and_grads(lambda: fast_gru.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
+    got = values_and_grads(lambda: gru_kernel.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
     assert_all_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -76,7 +77,7 @@ def test_saturated_gates(kernel):
     """Inputs 50x too large drive every gate into saturation: exp's clamping must not show."""
     rnn, x, h0 = gru_and_inputs(6, 5, 3, 20, 1, scale=50.0)
     expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
-    got = values_and_grads(lambda: fast_gru.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
+    got = values_and_grads(lambda: gru_kernel.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
     assert all(torch.isfinite(t).all() for t in got)
     assert_all_close(got, expected, rtol=1e-9, atol=1e-12)
 
@@ -88,7 +89,7 @@ def test_float32_close_to_nn_gru(kernel):
     x = torch.randn(12, 7, 6, requires_grad=True)
     h0 = torch.randn(2, 7, 40, requires_grad=True)
     expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
-    got = values_and_grads(lambda: fast_gru.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
+    got = values_and_grads(lambda: gru_kernel.gru_forward(rnn, x, h0, kernel), rnn, x, h0)
     assert all(t.dtype == torch.float32 for t in got)
     assert_all_close(got, expected, rtol=1e-4, atol=2e-5)
 
@@ -98,7 +99,7 @@ def test_inference_path_equals_training_path(kernel):
     """Without gradients nothing is saved for a backward; the values are the same."""
     rnn, x, h0 = gru_and_inputs(7, 4, 3, 18, 2)
     with torch.no_grad():
-        out, h_n = fast_gru.gru_forward(rnn, x, h0, kernel)
+        out, h_n = gru_kernel.gru_forward(rnn, x, h0, kernel)
         ref_out, ref_h = rnn(x, h0)
     assert not out.requires_grad
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
@@ -113,7 +114,7 @@ def test_nan_stays_in_its_sample(kernel):
     bad = x.detach().clone()
     bad[2, 0, 1] = float("nan")
     bad.requires_grad_()
-    out, h_n = fast_gru.gru_forward(rnn, bad, h0.detach(), kernel)
+    out, h_n = gru_kernel.gru_forward(rnn, bad, h0.detach(), kernel)
     (g_bad,) = torch.autograd.grad(out[:, 1:].sum() + h_n[:, 1:].sum(), bad)
     ref_out, ref_h = rnn(x, h0)
     (g_ref,) = torch.autograd.grad(ref_out[:, 1:].sum() + ref_h[:, 1:].sum(), x)
@@ -127,7 +128,7 @@ def test_gradients_reach_only_what_requires_them():
     rnn, x, h0 = gru_and_inputs(4, 3, 2, 6, 1)
     h0 = h0.detach()
     rnn.weight_hh_l0.requires_grad_(False)
-    out, _ = fast_gru.gru_forward(rnn, x, h0)
+    out, _ = gru_kernel.gru_forward(rnn, x, h0)
     out.sum().backward()
     assert rnn.weight_hh_l0.grad is None and rnn.bias_hh_l0.grad is not None
     g_x = x.grad.clone()
@@ -139,7 +140,7 @@ def test_gradients_reach_only_what_requires_them():
 @pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
 def test_native_kernel_rejects_bad_buffers():
     """Every buffer is checked before C++ sees it: shape, dtype, contiguity, device, sizes > 0."""
-    kernel = fast_gru.native_kernel()
+    kernel = gru_kernel.native_kernel()
     T, B, H = 3, 2, 4
     gi, w, b, h0 = torch.zeros(T, B, 3 * H), torch.zeros(3 * H, H), torch.zeros(3 * H), torch.zeros(B, H)
     kernel.forward(gi, w, b, h0, True)  # the good call works
@@ -152,20 +153,20 @@ def test_native_kernel_rejects_bad_buffers():
         "float32 or float64": (gi.half(), w.half(), b.half(), h0.half()),
     }
     for message, args in bad_calls.items():
-        with pytest.raises(DREAMError, match=message):
+        with pytest.raises(KernelError, match=message):
             kernel.forward(*args, True)
     out, hn = kernel.forward(gi, w, b, h0, True)
-    with pytest.raises(DREAMError, match="hn has shape"):
+    with pytest.raises(KernelError, match="hn has shape"):
         kernel.backward(w, h0, out, gi, hn[:, :, :-1], out)
-    with pytest.raises(DREAMError, match="gates has shape"):
+    with pytest.raises(KernelError, match="gates has shape"):
         kernel.backward(w, h0, out, gi[:-1], hn, out)
-    with pytest.raises(DREAMError, match="g_out has shape"):
+    with pytest.raises(KernelError, match="g_out has shape"):
         kernel.backward(w, h0, out, gi, hn, out[:-1])
-    with pytest.raises(DREAMError, match="all sizes > 0"):
+    with pytest.raises(KernelError, match="all sizes > 0"):
         kernel.forward(gi[:0], w, b, h0, True)
-    with pytest.raises(DREAMError, match="out has shape"):
+    with pytest.raises(KernelError, match="out has shape"):
         kernel.mm(gi[0], w, out=torch.zeros(B, H + 1))
-    with pytest.raises(DREAMError, match="out must not be an input"):
+    with pytest.raises(KernelError, match="out must not be an input"):
         square = torch.zeros(H, H)
         kernel.mm(square, square, out=square)
 
@@ -175,9 +176,9 @@ def test_a_second_backward_is_refused(kernel):
     """The backward turns the saved gates into gradients in place: differentiating the same graph
     twice (retain_graph=True) raises instead of returning wrong gradients."""
     rnn, x, h0 = gru_and_inputs(4, 2, 3, 6, 1)
-    out, _ = fast_gru.gru_forward(rnn, x, h0, kernel)
+    out, _ = gru_kernel.gru_forward(rnn, x, h0, kernel)
     out.sum().backward(retain_graph=True)
-    with pytest.raises(DREAMError, match="one backward pass"):
+    with pytest.raises(KernelError, match="one backward pass"):
         out.sum().backward()
 
 
@@ -189,7 +190,7 @@ def test_native_matrix_product_equals_torch(dtype, shape):
     every row-tile size, column tails, k over several chunks, with and without bias."""
     M, N, K = shape
     g = torch.Generator().manual_seed(M * N * K)
-    kernel = fast_gru.native_kernel()
+    kernel = gru_kernel.native_kernel()
     a = torch.randn(M, K, generator=g, dtype=dtype)
     a_t = torch.randn(K, M, generator=g, dtype=dtype).t()
     b = torch.randn(K, N, generator=g, dtype=dtype)
@@ -206,26 +207,26 @@ def test_native_matrix_product_equals_torch(dtype, shape):
     assert (target[0] == 7).all() and (target[-1] == 7).all()
     sliced = torch.randn(M, 2 * K, generator=g, dtype=dtype)[:, ::2]  # a non-unit k stride
     torch.testing.assert_close(kernel.mm(sliced, b), sliced @ b, **tol)
-    with pytest.raises(DREAMError, match="cannot multiply"):
+    with pytest.raises(KernelError, match="cannot multiply"):
         kernel.mm(a, b[:-1] if K > 1 else torch.zeros(2, N, dtype=dtype))
-    with pytest.raises(DREAMError, match="bias has shape"):
+    with pytest.raises(KernelError, match="bias has shape"):
         kernel.mm(a, b, torch.zeros(N + 1, dtype=dtype))
 
 
 def test_unknown_backend_and_layout_are_rejected():
     rnn, x, h0 = gru_and_inputs(2, 2, 3, 4, 1)
-    with pytest.raises(DREAMError, match="unknown GRU backend"):
-        fast_gru.gru_forward(rnn, x, h0, "fast")
-    with pytest.raises(DREAMError, match="unknown GRU backend"):
+    with pytest.raises(KernelError, match="unknown GRU backend"):
+        gru_kernel.gru_forward(rnn, x, h0, "fast")
+    with pytest.raises(KernelError, match="unknown GRU backend"):
         GruTorso(3, 4, backend="fast")
-    with pytest.raises(DREAMError, match="parameters are"):
-        fast_gru.gru_forward(rnn, x.float(), h0.float(), "torch")
-    with pytest.raises(DREAMError, match="GRU state must be"):
-        fast_gru.gru_forward(rnn, x, h0[:, :1], "torch")
-    with pytest.raises(DREAMError, match="GRU input must be"):
-        fast_gru.gru_forward(rnn, x[:, :, :2], h0, "torch")
-    with pytest.raises(DREAMError, match="unidirectional"):
-        fast_gru.gru_forward(nn.GRU(3, 4, batch_first=True).double(), x, h0, "torch")
+    with pytest.raises(KernelError, match="parameters are"):
+        gru_kernel.gru_forward(rnn, x.float(), h0.float(), "torch")
+    with pytest.raises(KernelError, match="GRU state must be"):
+        gru_kernel.gru_forward(rnn, x, h0[:, :1], "torch")
+    with pytest.raises(KernelError, match="GRU input must be"):
+        gru_kernel.gru_forward(rnn, x[:, :, :2], h0, "torch")
+    with pytest.raises(KernelError, match="unidirectional"):
+        gru_kernel.gru_forward(nn.GRU(3, 4, batch_first=True).double(), x, h0, "torch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,16 +283,16 @@ def test_without_compiler_the_torch_kernel_runs():
         warnings.simplefilter("error")
         import torch
         from torch import nn
-        from dream_rl import fast_gru
-        assert fast_gru.native_kernel() is None
-        assert "DREAM_RL_NO_EXTENSION" in fast_gru.native_unavailable_reason()
+        from dream_rl.torsos import gru_kernel
+        assert gru_kernel.native_kernel() is None
+        assert "DREAM_RL_NO_EXTENSION" in gru_kernel.native_unavailable_reason()
         x = torch.randn(3, 2, 4, dtype=torch.float64)
-        assert fast_gru.select_kernel(x, "auto") is fast_gru.TORCH_KERNEL
+        assert gru_kernel.select_kernel(x, "auto") is gru_kernel.TORCH_KERNEL
         rnn = nn.GRU(4, 6).double()
         h0 = torch.zeros(1, 2, 6, dtype=torch.float64)
-        torch.testing.assert_close(fast_gru.gru_forward(rnn, x, h0)[0], rnn(x, h0)[0])
+        torch.testing.assert_close(gru_kernel.gru_forward(rnn, x, h0)[0], rnn(x, h0)[0])
         try:
-            fast_gru.gru_forward(rnn, x, h0, "native")
+            gru_kernel.gru_forward(rnn, x, h0, "native")
         except ValueError as exc:
             assert "not available" in str(exc)
         else:
@@ -318,10 +319,10 @@ def test_builds_without_avx512_are_correct_too(flags, tmp_path, monkeypatch):
     """The narrower SIMD paths (32-byte vectors, 4-row tiles; what -march=native gives on most
     machines, and the portable fallback build) against nn.GRU, not only the self-test."""
     monkeypatch.setenv("DREAM_RL_CACHE_DIR", str(tmp_path))
-    lib, _ = _cbuild.compile_and_load(fast_gru.SOURCE, flag_sets=[flags])
-    kernel = fast_gru._NativeKernel(lib)
+    lib, _ = build.compile_and_load(gru_kernel.SOURCE, flag_sets=[flags])
+    kernel = gru_kernel._NativeKernel(lib)
     assert lib.gru_seq_float_lanes() == 8
-    fast_gru._self_test(kernel)
+    gru_kernel._self_test(kernel)
     for case in CASES:
         rnn, x, h0 = gru_and_inputs(*case)
         expected = values_and_grads(lambda: rnn(x, h0), rnn, x, h0)
@@ -334,6 +335,6 @@ def run_layers(rnn: nn.GRU, x: torch.Tensor, h0: torch.Tensor, kernel) -> tuple[
     finals = []
     for layer in range(rnn.num_layers):
         params = [getattr(rnn, f"{kind}_l{layer}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        x = fast_gru.gru_layer(x, h0[layer], *params, kernel)
+        x = gru_kernel.gru_layer(x, h0[layer], *params, kernel)
         finals.append(x[-1])
     return x, torch.stack(finals)

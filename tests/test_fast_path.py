@@ -1,4 +1,4 @@
-"""The fast sequence path (dream_rl.fast_sequence, dream_rl._native) equals the reference step loop.
+"""The fast sequence path (dream_rl.dream.kernels.dispatch, dream_rl.dream.kernels.native) equals the reference step loop.
 
 Outputs, final state and gradients with respect to the input, every parameter and every initial
 state tensor, allclose in float64, on both kernels (the C++ one wherever it builds, the
@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dream_rl import _cbuild, _native, fast_sequence
-from dream_rl.cell import DREAMCell
-from dream_rl.config import DREAMConfig
-from dream_rl.errors import DREAMError
-from dream_rl.state import DREAMState
+from dream_rl._native import build
+from dream_rl.dream.kernels import dispatch, native
+from dream_rl.dream.cell import DREAMCell
+from dream_rl.dream.config import DREAMConfig
+from dream_rl.errors import DREAMError, KernelError
+from dream_rl.dream.state import DREAMState
 
-NATIVE = fast_sequence.native_available()
+NATIVE = dispatch.native_available()
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not NATIVE, reason="no C++ kernel here"))]
 F64 = torch.float64
 
@@ -68,7 +69,7 @@ def run(cell: DREAMCell, x: torch.Tensor, state: DREAMState, backend: str, grad:
     if backend == "reference":
         out, final = cell.reference_run_time_major(x, state)
     else:
-        out, final = fast_sequence.run_sequence(cell, x, state, backend)
+        out, final = dispatch.run_sequence(cell, x, state, backend)
     result = {"out": out.detach()}
     result.update({f"final.{f.name}": getattr(final, f.name).detach() for f in dataclasses.fields(final)})
     if grad:
@@ -197,14 +198,14 @@ def test_partial_requires_grad(backend):
     cell = make_cell().requires_grad_(False)
     x = torch.randn(6, 2, 5, dtype=F64, requires_grad=True)
     state = random_state(cell, 2)
-    out, _ = fast_sequence.run_sequence(cell, x, state, backend)
+    out, _ = dispatch.run_sequence(cell, x, state, backend)
     (g_fast,) = torch.autograd.grad(out.sum(), x)
     out, _ = cell.reference_run_time_major(x, state)
     (g_ref,) = torch.autograd.grad(out.sum(), x)
     assert torch.allclose(g_fast, g_ref, rtol=1e-9, atol=1e-11)
     U0 = state.U.clone().requires_grad_()
     state = dataclasses.replace(state, U=U0)
-    out, final = fast_sequence.run_sequence(cell, x.detach(), state, backend)
+    out, final = dispatch.run_sequence(cell, x.detach(), state, backend)
     (g_fast,) = torch.autograd.grad(out.sum() + final.U_target.sum(), U0)
     out, final = cell.reference_run_time_major(x.detach(), state)
     (g_ref,) = torch.autograd.grad(out.sum() + final.U_target.sum(), U0)
@@ -220,7 +221,7 @@ def test_gradcheck(backend):
     leaves = [t.clone().requires_grad_() for t in as_tuple(base)]
 
     def fn(x, *leaves):
-        out, final = fast_sequence.run_sequence(cell, x, DREAMState(*leaves), backend)
+        out, final = dispatch.run_sequence(cell, x, DREAMState(*leaves), backend)
         return (out, *as_tuple(final)[1:])
 
     assert torch.autograd.gradcheck(fn, (x, *leaves))
@@ -233,11 +234,11 @@ def test_chunked_sequence_continues_exactly(backend):
     x = torch.randn(10, 2, 5, dtype=F64)
     state = random_state(cell, 2)
     with torch.no_grad():
-        whole, final = fast_sequence.run_sequence(cell, x, state, backend)
-        first, mid = fast_sequence.run_sequence(cell, x[:4], state, backend)
+        whole, final = dispatch.run_sequence(cell, x, state, backend)
+        first, mid = dispatch.run_sequence(cell, x[:4], state, backend)
         outs = [first]
         for t in range(4, 10):
-            out, mid = fast_sequence.run_sequence(cell, x[t : t + 1], mid, backend)
+            out, mid = dispatch.run_sequence(cell, x[t : t + 1], mid, backend)
             outs.append(out)
     assert torch.allclose(torch.cat(outs), whole, rtol=0, atol=1e-13)
     for a, b in zip(as_tuple(mid), as_tuple(final)):
@@ -255,7 +256,7 @@ def test_non_contiguous_inputs_and_state(backend):
     x = torch.randn(3, 7, 5, dtype=F64).transpose(0, 1)  # (T, B, I), not contiguous
     with torch.no_grad():
         ref, ref_final = cell.reference_run_time_major(x, state)
-        got, got_final = fast_sequence.run_sequence(cell, x, view_state, backend)
+        got, got_final = dispatch.run_sequence(cell, x, view_state, backend)
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
     for a, b in zip(as_tuple(got_final), as_tuple(ref_final)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
@@ -267,24 +268,24 @@ def test_run_time_major_dispatch_and_backend_selection():
     state = cell.init_state(2)
     with torch.no_grad():
         ref, _ = cell.reference_run_time_major(x, state)
-        assert fast_sequence.get_backend() in fast_sequence.BACKENDS
+        assert dispatch.get_backend() in dispatch.BACKENDS
         for name in ("auto", "torch", "reference") + (("native",) if NATIVE else ()):
             cell.sequence_backend = name
             out, _ = cell.run_time_major(x, state)
             assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5), name
         cell.sequence_backend = None
-        previous = fast_sequence.get_backend()
+        previous = dispatch.get_backend()
         try:
-            fast_sequence.set_backend("torch")
-            assert fast_sequence.get_backend() == "torch"
+            dispatch.set_backend("torch")
+            assert dispatch.get_backend() == "torch"
             out, _ = cell.run_time_major(x, state)
             assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
         finally:
-            fast_sequence.set_backend(previous)
-    with pytest.raises(DREAMError, match="unknown DREAM sequence backend"):
-        fast_sequence.set_backend("fastest")
+            dispatch.set_backend(previous)
+    with pytest.raises(KernelError, match="unknown sequence backend"):
+        dispatch.set_backend("fastest")
     cell.sequence_backend = "fastest"
-    with pytest.raises(DREAMError, match="unknown DREAM sequence backend"):
+    with pytest.raises(KernelError, match="unknown DREAM sequence backend"):
         cell.run_time_major(x, state)
 
 
@@ -295,9 +296,9 @@ def test_unsupported_inputs_fall_back_to_the_reference():
     x = torch.randn(3, 2, 5, dtype=F64)
     state = cell.init_state(2, dtype=F64)
     with pytest.raises(RuntimeError):
-        fast_sequence.run_sequence(cell, x, state, "auto")
-    with pytest.raises(DREAMError, match="one device"):
-        fast_sequence.run_sequence(cell, x, state, "torch")
+        dispatch.run_sequence(cell, x, state, "auto")
+    with pytest.raises(KernelError, match="one device"):
+        dispatch.run_sequence(cell, x, state, "torch")
 
 
 def test_native_kernel_builds_where_a_compiler_exists():
@@ -306,36 +307,36 @@ def test_native_kernel_builds_where_a_compiler_exists():
         pytest.skip("disabled by DREAM_RL_NO_EXTENSION")
     if os.name == "nt" or not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")):
         pytest.skip("no C++ compiler")
-    assert NATIVE, _native.unavailable_reason()
-    assert _native.library_path() is not None and _native.library_path().exists()
+    assert NATIVE, native.unavailable_reason()
+    assert native.library_path() is not None and native.library_path().exists()
 
 
 def fresh_native_loader(monkeypatch) -> None:
     """A not-yet-tried loader for the C++ kernel for this test (the process's own is restored after)."""
-    monkeypatch.setattr(_native, "_EXTENSION", _cbuild.OptionalExtension(_native._EXTENSION.description, _native._load))
+    monkeypatch.setattr(native, "_EXTENSION", build.OptionalExtension(native._EXTENSION.description, native._load))
 
 
 def test_build_failure_warns_once_and_falls_back(tmp_path, monkeypatch):
     monkeypatch.setenv("DREAM_RL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
     monkeypatch.delenv("DREAM_RL_NO_EXTENSION", raising=False)
-    monkeypatch.setattr(_cbuild, "cpu_signature", lambda: "test-build-failure")  # a fresh cache key
+    monkeypatch.setattr(build, "cpu_signature", lambda: "test-build-failure")  # a fresh cache key
     fresh_native_loader(monkeypatch)
     with pytest.warns(RuntimeWarning, match="C\\+\\+ sequence kernel unavailable"):
-        assert _native.load() is None
+        assert native.load() is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _native.load() is None  # no second warning, no second attempt
-    assert "compilation failed" in _native.unavailable_reason()
+        assert native.load() is None  # no second warning, no second attempt
+    assert "compilation failed" in native.unavailable_reason()
     # 'auto' still runs (pure PyTorch), 'native' says why it cannot
     cell = make_cell()
     x = torch.randn(2, 2, 5, dtype=F64)
     with torch.no_grad():
-        out, _ = fast_sequence.run_sequence(cell, x, cell.init_state(2), "auto")
+        out, _ = dispatch.run_sequence(cell, x, cell.init_state(2), "auto")
         ref, _ = cell.reference_run_time_major(x, cell.init_state(2))
     assert torch.allclose(out, ref, rtol=1e-10, atol=1e-12)
-    with pytest.raises(DREAMError, match="not available"):
-        fast_sequence.run_sequence(cell, x, cell.init_state(2), "native")
+    with pytest.raises(KernelError, match="not available"):
+        dispatch.run_sequence(cell, x, cell.init_state(2), "native")
 
 
 def test_disabled_by_environment(monkeypatch):
@@ -343,8 +344,8 @@ def test_disabled_by_environment(monkeypatch):
     fresh_native_loader(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # disabling on purpose is silent
-        assert _native.load() is None
-    assert "DREAM_RL_NO_EXTENSION" in _native.unavailable_reason()
+        assert native.load() is None
+    assert "DREAM_RL_NO_EXTENSION" in native.unavailable_reason()
 
 
 def test_vmap_over_the_batch_uses_the_reference_loop():
@@ -396,9 +397,9 @@ def test_config_changes_are_seen_on_the_next_call():
     x = torch.randn(4, 2, 5, dtype=F64)
     state = random_state(cell, 2)
     with torch.no_grad():
-        fast_sequence.run_sequence(cell, x, state, "auto")
+        dispatch.run_sequence(cell, x, state, "auto")
         cell.config = dataclasses.replace(cell.config, kappa=1.0, ltc_enabled=False)
-        got, _ = fast_sequence.run_sequence(cell, x, state, "auto")
+        got, _ = dispatch.run_sequence(cell, x, state, "auto")
         ref, _ = cell.reference_run_time_major(x, state)
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
 
@@ -414,7 +415,7 @@ needs_native = pytest.mark.skipif(not NATIVE, reason="no C++ kernel here")
 def test_native_threads_and_batch_chunks_match_reference(threads, B, monkeypatch):
     """The batch split over 1 or 2 threads (uneven slices, chunks of up to 4 samples, B = 1 with a
     thread to spare) changes nothing but the summation order of the parameter gradients."""
-    monkeypatch.setattr(_native, "MIN_WORK_FOR_THREADS", 0)  # thread even this small problem
+    monkeypatch.setattr(native, "MIN_WORK_FOR_THREADS", 0)  # thread even this small problem
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -432,7 +433,7 @@ def test_native_threads_and_batch_chunks_match_reference(threads, B, monkeypatch
 def test_native_kernel_shares_torchs_openmp_runtime():
     """Built with OpenMP, the kernel must bind the libgomp torch loaded (its threads are torch's),
     not load a second runtime whose workers would compete with torch's for the cores."""
-    _native.load()
+    native.load()
     with open("/proc/self/maps", encoding="utf-8") as maps:
         runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
     assert len(runtimes) <= 1, f"two OpenMP runtimes loaded: {sorted(runtimes)}"
@@ -443,7 +444,7 @@ def test_native_kernel_shares_torchs_openmp_runtime():
 def test_native_checkpoint_intervals_match_reference(interval, monkeypatch):
     """The backward recomputes the fast weights from checkpoints every K steps; any K (a partial last
     segment, one segment, a checkpoint every step) gives the reference's values."""
-    monkeypatch.setattr(_native, "checkpoint_interval", lambda T: interval)
+    monkeypatch.setattr(native, "checkpoint_interval", lambda T: interval)
     cell = make_cell(**CASES["sleep_forced"])
     x = 1.5 * torch.randn(12, 3, 5, generator=torch.Generator().manual_seed(11), dtype=F64)
     state = random_state(cell, 3)
@@ -455,7 +456,7 @@ def _kernel_args(cell: DREAMCell, T: int, B: int, dtype=F64):
     params = tuple(p[n].detach() for n in ("weight_in", "bias", "weight_rec", "weight_pred", "weight_err",
                                             "plasticity", "log_tau_sys", "log_surprise_scale"))
     x = torch.randn(T, B, cell.config.input_dim, dtype=dtype)
-    return fast_sequence.Consts.of(cell), cell.sensory_filter, x, params, as_tuple(random_state(cell, B, dtype=dtype))
+    return dispatch.Consts.of(cell), cell.sensory_filter, x, params, as_tuple(random_state(cell, B, dtype=dtype))
 
 
 def _wrong_shape(t: torch.Tensor) -> torch.Tensor:
@@ -470,11 +471,11 @@ def _wrong_shape(t: torch.Tensor) -> torch.Tensor:
 def test_native_boundary_rejects_any_mismatched_tensor(index):
     """Every tensor handed to the C++ forward is checked (shape, dtype, device, layout) before the call:
     a mismatch is a DREAMError naming it, never an out-of-bounds read."""
-    kernel = _native.load()
+    kernel = native.load()
     cell = make_cell()
     k, V, x, params, states = _kernel_args(cell, 4, 2)
     tensors = [x, *params[:5], V, *params[5:], *states]
-    name = _native._FORWARD_NAMES[index]
+    name = native._FORWARD_NAMES[index]
 
     def call(replacement):
         ts = list(tensors)
@@ -501,10 +502,10 @@ def test_native_boundary_state_of_another_config_is_an_error_not_a_crash():
     x = torch.randn(3, 2, 4)
     for cell, other in ((big, small), (small, big)):
         with pytest.raises(DREAMError, match=r"state\.U"):
-            fast_sequence.run_sequence(cell, x, other.init_state(2), "native")
+            dispatch.run_sequence(cell, x, other.init_state(2), "native")
         with pytest.raises(DREAMError, match=r"state\.U"):
             with torch.no_grad():
-                fast_sequence.run_sequence(cell, x, other.init_state(2), "native")
+                dispatch.run_sequence(cell, x, other.init_state(2), "native")
 
 
 @needs_native
@@ -543,7 +544,7 @@ def test_native_rollout_path_still_checks_the_state_layout():
 
 @needs_native
 def test_native_boundary_checks_the_backward_inputs():
-    kernel = _native.load()
+    kernel = native.load()
     cell = make_cell()
     k, V, x, params, states = _kernel_args(cell, 6, 2)
     out, final, saved = kernel.forward(k, V, x, params, states, True)
@@ -579,5 +580,5 @@ def test_native_boundary_resolves_lazy_negation_and_strides():
     expanded = dataclasses.replace(state, adaptive_tau=state.adaptive_tau[:1].expand(3))
     with torch.no_grad():
         ref, _ = cell.reference_run_time_major(x, expanded)
-        got, _ = fast_sequence.run_sequence(cell, neg_x, expanded, "native")
+        got, _ = dispatch.run_sequence(cell, neg_x, expanded, "native")
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dream_rl import DREAM, DREAMCell, DREAMConfig, DREAMError, DREAMStack, DREAMState
-from dream_rl.fast_sequence import native_available
+from dream_rl.dream.kernels.dispatch import native_available
 
 FIELDS = ["h", "U", "U_target", "adaptive_tau", "error_mean", "error_var", "avg_surprise"]
 BACKENDS = ["reference", "torch"] + (["native"] if native_available() else [])
@@ -205,7 +205,7 @@ def test_forward_with_mask_looks_only_inside_each_length():
 
 def test_run_time_major_leaves_values_to_the_caller():
     """The per-step torso entry makes no value reduction: NaN input goes through (and stays in its
-    own sample), as documented in dream_rl.cell."""
+    own sample), as documented in dream_rl.dream.cell."""
     cell = make_cell()
     x = torch.randn(2, 2, 3)
     x[0, 1] = float("nan")

@@ -1058,7 +1058,7 @@ def _check_torso_kwargs(torso: str, value: Any, hidden_size: int) -> dict[str, A
 
 def _check_dream_kwargs(value: Any, hidden_size: int) -> dict[str, Any]:
     """DREAMConfig fields except input_dim and hidden_dim; values checked by DREAMConfig itself."""
-    from dream_rl.config import DREAMConfig
+    from dream_rl.dream.config import DREAMConfig
     from dream_rl.errors import DREAMError
 
     kwargs = _checked(Kwargs, value, ())

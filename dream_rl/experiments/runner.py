@@ -70,7 +70,7 @@ from dream_rl.experiments.config import (
     validate_config,
 )
 from dream_rl.experiments.runlock import LOCK_NAME, RunLock
-from dream_rl.machine import cpu_name
+from dream_rl.experiments.machine import cpu_name
 
 __all__ = [
     "EVAL_COLUMNS",

@@ -1,4 +1,4 @@
-"""DREAM as a torso: stacked :class:`~dream_rl.cell.DREAMCell` s over a flat state.
+"""DREAM as a torso: stacked :class:`~dream_rl.dream.cell.DREAMCell` s over a flat state.
 
 State size per layer: ``DREAMState.flat_size(config)`` = ``H (h) + 2·H·r (U, U_target) + 2·I (error mean and
 variance) + 2 (adaptive tau, average surprise)``; 1106 floats at width 64, rank 8 and 8 input features.
@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.cell import DREAMCell, StepInternals
-from dream_rl.config import DREAMConfig
+from dream_rl.dream.cell import DREAMCell, StepInternals
+from dream_rl.dream.config import DREAMConfig
 from dream_rl.errors import DREAMError
-from dream_rl.state import DREAMState
+from dream_rl.dream.state import DREAMState
 from dream_rl.torsos.base import RecurrentTorso
 
 __all__ = ["DreamTorso"]

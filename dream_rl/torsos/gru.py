@@ -1,7 +1,7 @@
-"""The GRU torso: ``nn.GRU``'s parameters, computed by the fused sequence path of :mod:`dream_rl.fast_gru`.
+"""The GRU torso: ``nn.GRU``'s parameters, computed by the fused sequence path of :mod:`dream_rl.torsos.gru_kernel`.
 
 The torso holds an ``nn.GRU`` as ``self.rnn`` (so checkpoints keep their parameter names) but runs
-it through :func:`dream_rl.fast_gru.gru_forward`: on CPU the input projection of all steps is one
+it through :func:`dream_rl.torsos.gru_kernel.gru_forward`: on CPU the input projection of all steps is one
 GEMM, the h-recurrence one C++ kernel with a hand-written backward, the weight gradients GEMMs over
 the whole sequence. Same values and gradients as ``nn.GRU``; ``backend="module"`` runs ``nn.GRU``
 itself (the default on CUDA, where cuDNN is fused already).
@@ -16,7 +16,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from dream_rl.errors import DREAMError
-from dream_rl.fast_gru import BACKENDS, gru_forward
+from dream_rl._native.backends import check_backend
+from dream_rl.torsos.gru_kernel import gru_forward
 from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
 from dream_rl.torsos.base import RecurrentTorso
 
@@ -28,18 +29,19 @@ class GruTorso(RecurrentTorso):
 
     Args:
         input_size, hidden_size, num_layers: as ``nn.GRU``.
-        backend: ``"auto"`` (default: the C++ kernel on CPU where it builds, else the pure-PyTorch
-            kernel; ``nn.GRU`` on CUDA), ``"native"``, ``"torch"`` or ``"module"`` (``nn.GRU``).
+        backend: None (default: the process-wide default of :func:`dream_rl._native.backends.set_backend`,
+            ``"auto"`` unless changed), ``"auto"`` (the C++ kernel on CPU where it builds, else the
+            pure-PyTorch kernel; ``nn.GRU`` on CUDA), ``"native"``, ``"torch"`` or ``"reference"`` (``nn.GRU``).
         **gru_kwargs: passed to ``nn.GRU`` (``bias``, ``dropout``, ``device``, ``dtype``).
     """
 
     def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int = 1, backend: str = "auto", **gru_kwargs: Any
+        self, input_size: int, hidden_size: int, num_layers: int = 1, backend: str | None = None, **gru_kwargs: Any
     ) -> None:
         super().__init__()
         reject_layout_kwargs(gru_kwargs, "GRU")
-        if backend not in BACKENDS:
-            raise DREAMError(f"unknown GRU backend {backend!r}; choose one of {BACKENDS}")
+        if backend is not None:
+            check_backend("reference" if backend == "module" else backend, "GRU")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.backend = backend
         self.rnn = nn.GRU(self.input_size, self.output_size, num_layers=self.num_layers, **gru_kwargs)

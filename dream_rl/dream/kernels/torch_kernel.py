@@ -1,21 +1,19 @@
 """The pure-PyTorch DREAM sequence kernel (any device, no compiler) and what every kernel shares.
 
 :class:`Consts` (the configuration scalars a kernel reads) and the constants here are shared with
-the C++ kernel's front-end (:mod:`dream_rl._native`), which checks itself against
-:data:`TORCH_KERNEL`; :mod:`dream_rl.fast_sequence` dispatches between the two. Imports flow one
-way: ``fast_sequence`` -> ``_native`` -> ``_torch_kernel``.
+the C++ kernel's front-end (:mod:`dream_rl.dream.kernels.native`), which checks itself against
+:data:`TORCH_KERNEL`; :mod:`dream_rl.dream.kernels.dispatch` dispatches between the two. Imports flow one
+way: ``dispatch`` -> ``native`` -> ``torch_kernel``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dream_rl.cell import DREAMCell
 
 __all__ = ["Consts", "Saved", "TORCH_KERNEL", "NUM_SCALARS"]
 
@@ -44,7 +42,7 @@ class Consts(NamedTuple):
     ltc: bool
 
     @classmethod
-    def of(cls, cell: DREAMCell) -> Consts:
+    def of(cls, cell: nn.Module) -> Consts:
         c = cell.config
         return cls(c.time_step, c.forgetting_rate, c.entropy_influence, c.surprise_temperature,
                    c.error_smoothing, c.surprise_smoothing, c.target_norm, c.kappa, c.sleep_rate,
@@ -53,7 +51,7 @@ class Consts(NamedTuple):
 
 class Saved(NamedTuple):
     """What the pure-PyTorch backward needs from its forward, time-major (the C++ kernel saves its own
-    :class:`dream_rl._native.NativeSaved`). ``U0`` is the initial fast weights;
+    :class:`dream_rl.dream.kernels.native.NativeSaved`). ``U0`` is the initial fast weights;
     the ``U`` before step ``t > 0`` is ``c[t-1] · U'[t-1]``, recomputed bit for bit."""
 
     h_prev: Tensor  # (T, B, H) the hidden state before each step

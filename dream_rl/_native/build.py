@@ -1,7 +1,7 @@
 """Build, cache and load small C/C++ extensions with a plain C ABI (no torch or Python headers).
 
 The machinery shared by dream_rl's optional native kernels (the DREAM sequence kernel in
-:mod:`dream_rl._native`, the GRU kernel in :mod:`dream_rl.fast_gru`):
+:mod:`dream_rl.dream.kernels.native`, the GRU kernel in :mod:`dream_rl.torsos.gru_kernel`):
 
 - :func:`compile_and_load` compiles one source file with the system C++ compiler (``$CXX``, else
   ``c++``, ``g++`` or ``clang++``) into a shared library under :func:`cache_dir`

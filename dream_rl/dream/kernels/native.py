@@ -1,6 +1,6 @@
 """The C++ sequence kernel: built on first use, cached, loaded with ctypes, optional.
 
-``dream_rl/csrc/dream_seq.cpp`` is built and loaded by :mod:`dream_rl._cbuild` (shared with the
+``dream_rl/_native/dream_seq.cpp`` is built and loaded by :mod:`dream_rl._native.build` (shared with the
 GRU kernel): compiled with the system C++ compiler (``$CXX``, else ``c++``, ``g++`` or
 ``clang++``) into a shared library under ``$DREAM_RL_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/dream_rl`` or ``~/.cache/dream_rl``), named by a hash of the source, the flags
@@ -27,17 +27,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from dream_rl import _cbuild
-from dream_rl._torch_kernel import _LOG_2PI_E, TORCH_KERNEL, Consts
+from dream_rl._native import SOURCE_DIR, build
+from dream_rl.dream.kernels.torch_kernel import _LOG_2PI_E, TORCH_KERNEL, Consts
 from dream_rl.errors import DREAMError
 
 __all__ = ["load", "unavailable_reason", "library_path"]
 
 ABI_VERSION = 5
-SOURCE = Path(__file__).resolve().parent / "csrc" / "dream_seq.cpp"
+SOURCE = SOURCE_DIR / "dream_seq.cpp"
 # the shared flags (no -ffast-math: the exact clamp comparisons of the reference are kept) plus
 # -pthread for the kernel's std::thread batch split
-_BASE_FLAGS = (*_cbuild.BASE_FLAGS, "-pthread")
+_BASE_FLAGS = (*build.BASE_FLAGS, "-pthread")
 
 
 def _flag_sets() -> tuple[tuple[str, ...], ...]:
@@ -45,20 +45,20 @@ def _flag_sets() -> tuple[tuple[str, ...], ...]:
     the kernel then splits the batch over torch's own worker threads (csrc: "Threads"), which
     otherwise spin beside threads of its own."""
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
-        return _cbuild.FLAG_SETS
-    return tuple(flags for base in _cbuild.FLAG_SETS for flags in ((*base, "-fopenmp"), base))
+        return build.FLAG_SETS
+    return tuple(flags for base in build.FLAG_SETS for flags in ((*base, "-fopenmp"), base))
 
 
 def _load() -> tuple[_NativeKernel, Path]:
     """Build (or reuse the cached build), check the ABI, self-test; raises to say it cannot be used."""
-    lib, path = _cbuild.compile_and_load(SOURCE, base_flags=_BASE_FLAGS, flag_sets=_flag_sets())
+    lib, path = build.compile_and_load(SOURCE, base_flags=_BASE_FLAGS, flag_sets=_flag_sets())
     kernel = _NativeKernel(lib)
     _self_test(kernel)
     return kernel, path
 
 
 #: Loaded once per process; one RuntimeWarning (naming the "C++ sequence kernel") when unavailable.
-_EXTENSION: _cbuild.OptionalExtension[_NativeKernel] = _cbuild.OptionalExtension("C++ sequence kernel", _load)
+_EXTENSION: build.OptionalExtension[_NativeKernel] = build.OptionalExtension("C++ sequence kernel", _load)
 
 
 def load() -> _NativeKernel | None:
@@ -103,7 +103,7 @@ def _self_test(kernel: _NativeKernel) -> None:
         flat_got = [got[0], *got[1], *got_b[:6], *got_b[6], got_b[7][0]]
         for a, b in zip(flat_ref, flat_got):
             if not torch.allclose(a, b, rtol=1e-8, atol=1e-10):
-                raise _cbuild.Unavailable(f"self-test failed: max error {(a - b).abs().max().item():.3g}")
+                raise build.Unavailable(f"self-test failed: max error {(a - b).abs().max().item():.3g}")
 
 
 class NativeSaved(NamedTuple):
@@ -144,7 +144,7 @@ class _NativeKernel:
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         if lib.dream_seq_abi_version() != ABI_VERSION:
-            raise _cbuild.Unavailable("stale library (ABI version mismatch)")
+            raise build.Unavailable("stale library (ABI version mismatch)")
         sig = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_void_p)]
         self._fns = {}
         for direction in ("forward", "backward"):
