@@ -1,0 +1,178 @@
+"""The fast weight programmer with the delta rule (Schlag, Irie & Schmidhuber, ICML 2021, "Linear
+Transformers Are Secretly Fast Weight Programmers"), as a torso.
+
+Model (per layer, per head of ``d`` units; ``D`` = the feature map's width)::
+
+    k_t = φ(W_k x_t),  q_t = φ(W_q x_t)         φ = DPFP_ν (default) or ReLU, then sum-normalised
+    v_t = W_v x_t,     β_t = σ(w_β · x_t)        a value and a write strength per head
+    W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) k_tᵀ   the delta rule: W ∈ R^{d×D}, the fast weights
+    y_t = W_t q_t                                 read after the write (heads concatenated, width H)
+    out_t = y_t + W_s x_t                         a linear shortcut (the block's residual)
+
+The delta rule replaces the value stored at key ``k_t`` by ``v_t`` (with strength ``β_t``) instead of
+adding to it, as the sum rule of linear attention does; the paper's Section 4.2. The feature map is
+the paper's DPFP ("deterministic parameter-free projection", Section 5.2)::
+
+    r(z) = [ReLU(z), ReLU(−z)] ∈ R^{2d},   DPFP_ν(z)_{(j, i)} = r_i(z) · r_{i+j mod 2d}(z),  j = 1..ν,  ∈ R^{2dν}
+
+and keys and queries are divided by the sum of their features (the paper's sum normalisation,
+Section 4.2, ``+ 1e-6``): a key then has ``‖k‖² <= 1``, so ``I − β k kᵀ`` has eigenvalues in ``[0, 1]``
+and the fast weights stay bounded over any sequence length. ``feature_map="relu"`` (``D = d``) is
+POPGym's FWP feature map.
+
+A training sequence runs chunk by chunk (the chunkwise delta rule of Yang et al., NeurIPS 2024,
+"Parallelizing Linear Transformers with the Delta Rule over Sequence Length"). Inside a chunk of ``C``
+steps the writes ``W_t = W_0 + Σ_{i<=t} u_i k_iᵀ`` have pseudo-values ``u_t = β_t (v_t − W_{t-1} k_t)``
+that solve one unit lower-triangular system, ``(I + diag(β) tril₋₁(K Kᵀ)) U = diag(β) (V − K W_0ᵀ)``,
+and then ``Y = Q W_0ᵀ + tril(Q Kᵀ) U`` and ``W_C = W_0 + Uᵀ K``: a few matmuls per chunk instead of
+``C`` dependent steps, exact up to rounding. Episode starts cut the sequence (the base class's resets).
+A rollout step (``T = 1``) is the same computation with ``C = 1``, the recurrence itself.
+
+Changes from the paper's layer, and why: the paper puts the fast weight memory inside a Transformer
+block (output projection, LayerNorm, feed-forward, residual); here it is followed by a linear shortcut
+only, as in the linear_attention torso: SB3's policy puts its own MLP (``net_arch``) right after the
+torso, and a LayerNorm over a few raw observation features erases information. POPGym's FWP baseline
+differs more: it uses the sum rule (no delta rule) with ReLU features and one ``√H × √H`` matrix;
+the model here is the paper's. Initialisation: ``nn.Linear``'s default (the paper prescribes none);
+``W_q, W_k, W_v, w_β`` have no bias, as in the paper.
+
+Defaults: ``head_dim = min(16, H)`` (``H`` divisible by it), ``feature_map = "dpfp"``, ``nu = 1``
+(``D = 2d``), ``chunk = 16``.
+
+State size: ``L·H·D`` (the fast weights of every head); 2048 at width 64 (4 heads of 16, DPFP-1:
+``D = 32``), 1024 with ``feature_map="relu"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dream_rl.errors import TorsoError
+from dream_rl.torsos.base import StackedTorso
+
+__all__ = ["FwpLayer", "FwpTorso", "dpfp", "delta_rule_chunked"]
+
+EPS = 1e-6
+FEATURE_MAPS = ("dpfp", "relu")
+
+
+def dpfp(z: Tensor, nu: int) -> Tensor:
+    """The paper's DPFP_ν: (..., d) → (..., 2·d·ν), features ``r_i · r_{i+j}`` (indices mod 2d) for ``j = 1..ν``,
+    ``r = [ReLU(z), ReLU(−z)]``."""
+    r = torch.cat([F.relu(z), F.relu(-z)], dim=-1)
+    return torch.cat([r * torch.roll(r, shifts=-j, dims=-1) for j in range(1, nu + 1)], dim=-1)  # r_i · r_{i+j}
+
+
+def sum_normalised(features: Tensor) -> Tensor:
+    """Features divided by their sum (+ EPS): nonnegative, summing to at most 1."""
+    return features / (features.sum(dim=-1, keepdim=True) + EPS)
+
+
+def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, w0: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """Outputs ``W_t q_t`` and the last fast weights of ``W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) k_tᵀ``.
+
+    Args:
+        q, k: (B, heads, T, D) feature-mapped queries and keys.
+        v: (B, heads, T, d) values.
+        beta: (B, heads, T, 1) write strengths.
+        w0: (B, heads, d, D) the fast weights before step 0.
+        chunk: steps per chunk.
+    Returns:
+        y (B, heads, T, d) and the fast weights after the last step (B, heads, d, D).
+    """
+    steps = q.shape[2]
+    outputs = []
+    w = w0
+    for start in range(0, steps, chunk):
+        stop = min(start + chunk, steps)
+        qc, kc, vc, bc = q[:, :, start:stop], k[:, :, start:stop], v[:, :, start:stop], beta[:, :, start:stop]
+        length = stop - start
+        # pseudo-values: u_t + β_t Σ_{i<t} (k_t·k_i) u_i = β_t (v_t − W_0 k_t), a unit lower-triangular system
+        rhs = bc * (vc - kc @ w.transpose(-1, -2))  # (B, heads, C, d)
+        if length > 1:
+            lower = torch.tril(kc @ kc.transpose(-1, -2), diagonal=-1) * bc  # row t scaled by β_t
+            eye = torch.eye(length, dtype=q.dtype, device=q.device)
+            u = torch.linalg.solve_triangular(eye + lower, rhs, upper=False, unitriangular=True)
+            y = qc @ w.transpose(-1, -2) + torch.tril(qc @ kc.transpose(-1, -2)) @ u
+        else:  # one step: the recurrence itself
+            u = rhs
+            y = qc @ w.transpose(-1, -2) + (qc * kc).sum(-1, keepdim=True) * u
+        w = w + u.transpose(-1, -2) @ kc
+        outputs.append(y)
+    return torch.cat(outputs, dim=2), w
+
+
+class FwpLayer(nn.Module):
+    """One fast weight layer: ``forward(x (T, B, I), state (B, H·D))`` → ``(out (T, B, H), state)``;
+    the state is the fast weights ``W`` (B, heads, d, D), flat."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, head_dim: int | None = None, feature_map: str = "dpfp",
+        nu: int = 1, chunk: int = 16,
+    ) -> None:
+        super().__init__()
+        head_dim = int(head_dim or min(16, hidden_size))
+        if head_dim < 1 or hidden_size % head_dim:
+            raise TorsoError(
+                f"fwp needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}); pass head_dim=... that divides the width"
+            )
+        if feature_map not in FEATURE_MAPS:
+            raise TorsoError(f"fwp: feature_map must be one of {list(FEATURE_MAPS)}, got {feature_map!r}")
+        if int(nu) < 1 or int(chunk) < 1:
+            raise TorsoError(f"fwp needs nu >= 1 and chunk >= 1, got nu={nu}, chunk={chunk}")
+        self.hidden_size, self.head_dim, self.heads = hidden_size, head_dim, hidden_size // head_dim
+        self.feature_map, self.nu, self.chunk = feature_map, int(nu), int(chunk)
+        self.feature_dim = 2 * head_dim * self.nu if feature_map == "dpfp" else head_dim
+        # [q | k | v | β logits] in one matmul, no bias (the paper's projections)
+        self.proj = nn.Linear(input_size, 3 * hidden_size + self.heads, bias=False)
+        self.shortcut = nn.Linear(input_size, hidden_size)
+        self.state_size = self.heads * head_dim * self.feature_dim
+
+    def features(self, z: Tensor) -> Tensor:
+        """φ: (..., d) → (..., D), sum-normalised."""
+        return sum_normalised(dpfp(z, self.nu) if self.feature_map == "dpfp" else F.relu(z))
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        steps, batch, _ = x.shape
+        heads, d, width = self.heads, self.head_dim, self.hidden_size
+        q, k, v, beta = self.proj(x).split([width, width, width, heads], dim=-1)
+
+        def head_major(t: Tensor) -> Tensor:  # (T, B, heads·n) → (B, heads, T, n)
+            return t.reshape(steps, batch, heads, -1).permute(1, 2, 0, 3)
+
+        q, k = self.features(head_major(q)), self.features(head_major(k))
+        w0 = state.reshape(batch, heads, d, self.feature_dim)
+        y, w = delta_rule_chunked(q, k, head_major(v), torch.sigmoid(head_major(beta)), w0, self.chunk)
+        out = y.permute(2, 0, 1, 3).reshape(steps, batch, width) + self.shortcut(x)
+        return out, w.reshape(batch, self.state_size)
+
+
+class FwpTorso(StackedTorso):
+    """``num_layers`` fast weight layers of width ``hidden_size``; flat state: the fast weights of every
+    head and layer.
+
+    Args:
+        head_dim: units per head (default ``min(16, hidden_size)``; must divide ``hidden_size``).
+        feature_map: ``"dpfp"`` (default, the paper's) or ``"relu"`` (POPGym's).
+        nu: DPFP's ν (feature width ``2·head_dim·ν``).
+        chunk: steps per chunk of the chunkwise delta rule.
+        dropout: dropout between layers, like ``nn.LSTM``'s.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        head_dim: int | None = None,
+        feature_map: str = "dpfp",
+        nu: int = 1,
+        chunk: int = 16,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout,
+            lambda width: FwpLayer(width, int(hidden_size), head_dim, feature_map, nu, chunk),
+        )  # fmt: skip
