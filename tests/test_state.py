@@ -163,7 +163,7 @@ def test_where_picks_per_sample():
 # ---------------------------------------------------------------------------- flat encoding
 def test_flat_size_formula():
     cfg = config()
-    assert DREAMState.flat_size(cfg) == H + 2 * H * R + 2 * I + 2
+    assert DREAMState.flat_size(cfg) == H + 2 * H * R + 2 * I + 3
     assert DREAMState.initial(2, cfg).to_flat(cfg).shape == (2, DREAMState.flat_size(cfg))
 
 
@@ -185,7 +185,8 @@ def test_flat_is_nonzero_as_soon_as_any_field_leaves_the_initial_state(name):
     getattr(state, name).view(2, -1)[1, -1] += 0.25
     flat = state.to_flat(cfg)
     assert torch.equal(flat[0], torch.zeros_like(flat[0]))
-    assert torch.count_nonzero(flat[1]) == 1
+    assert torch.count_nonzero(flat[1]) == 2  # the field's entry and the layout tag
+    assert flat[1, -1] == DREAMState.layout_tag(cfg)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -252,3 +253,22 @@ def test_to_flat_rejects_a_state_of_another_config():
     broken.avg_surprise = torch.zeros(3)  # batch mismatch inside the state
     with pytest.raises(DREAMError):
         broken.to_flat(cfg)
+
+
+def test_from_flat_refuses_a_state_written_by_another_shape_of_the_same_length():
+    """(I=4, H=8, r=2) and (I=12, H=8, r=1) both flatten to 51 floats: the layout tag tells them apart."""
+    written_by = DREAMConfig(input_dim=4, hidden_dim=8, rank=2)
+    read_as = DREAMConfig(input_dim=12, hidden_dim=8, rank=1)
+    assert DREAMState.flat_size(written_by) == DREAMState.flat_size(read_as)
+    cell = DREAMCell(written_by)
+    _, state, _ = cell.step(torch.randn(3, 4), cell.init_state(3))
+    flat = state.to_flat(written_by)
+    assert DREAMState.from_flat(flat, written_by).h.shape == (3, 8)
+    with pytest.raises(DREAMError, match="another shape"):
+        DREAMState.from_flat(flat, read_as)
+    # zeros are the initial state of every config, and a written row stays readable after a reset
+    assert torch.count_nonzero(DREAMState.initial(3, written_by).to_flat(written_by)) == 0
+    flat[1] = 0
+    with pytest.raises(DREAMError, match="another shape"):
+        DREAMState.from_flat(flat, read_as)
+    DREAMState.from_flat(torch.zeros_like(flat), read_as)

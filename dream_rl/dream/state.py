@@ -36,9 +36,13 @@ class DREAMState:
 
     The flat encoding (:meth:`to_flat` / :meth:`from_flat`) stores one vector of
     :meth:`flat_size` floats per sample, laid out as
-    ``[h, U, U_target, adaptive_tau - base_threshold, error_mean, error_var - 1, avg_surprise]``.
+    ``[h, U, U_target, adaptive_tau - base_threshold, error_mean, error_var - 1, avg_surprise, tag]``.
     The offsets make the all-zeros vector decode to exactly the initial state, which is what
-    sb3-contrib's RecurrentPPO assumes of any recurrent state. Reset by selection
+    sb3-contrib's RecurrentPPO assumes of any recurrent state. ``tag`` is 0 in an all-zeros row and
+    otherwise :meth:`layout_tag` of the config that wrote it, a small integer computed from
+    ``(input_dim, hidden_dim, rank)``: :meth:`from_flat` refuses a row written by a config of another
+    shape whose flat length happens to be the same (a shape collision of the tag, 1 in 2047, goes
+    unnoticed). Reset by selection
     (``torch.where(start, 0, flat)``, or :meth:`reset`), not by ``(1 - start) * flat``: the product
     keeps NaN and inf (``0 · NaN = NaN``), so one bad value would outlive every episode start.
     """
@@ -166,9 +170,15 @@ class DREAMState:
     # ------------------------------------------------------------------ flat encoding
     @staticmethod
     def flat_size(config: DREAMConfig) -> int:
-        """Floats per sample in the flat encoding: ``H + 2·H·r + 2·I + 2``."""
+        """Floats per sample in the flat encoding: ``H + 2·H·r + 2·I + 3``."""
         H, r, I = config.hidden_dim, config.rank, config.input_dim
-        return H + 2 * H * r + 2 * I + 2
+        return H + 2 * H * r + 2 * I + 3
+
+    @staticmethod
+    def layout_tag(config: DREAMConfig) -> int:
+        """The flat encoding's tag of ``config``'s shape: an integer in [1, 2047] (exact in float16)."""
+        I, H, r = config.input_dim, config.hidden_dim, config.rank
+        return 1 + (I * 1_000_003 + H * 10_007 + r * 101) % 2047
 
     def to_flat(self, config: DREAMConfig) -> Tensor:
         """Encode as a (B, flat_size) tensor that is all zeros exactly at the initial state."""
@@ -177,7 +187,7 @@ class DREAMState:
         B = self.batch_size
         # a state from another config would be silently mis-packed
         self.validate(config, B, self.h.dtype, self.h.device, owner="to_flat")
-        return torch.cat(
+        body = torch.cat(
             [
                 self.h,
                 self.U.reshape(B, -1),
@@ -188,7 +198,10 @@ class DREAMState:
                 self.avg_surprise.unsqueeze(1),
             ],
             dim=1,
-        )
+        )  # (B, flat_size - 1)
+        written = body.ne(0).any(dim=1, keepdim=True)  # (B, 1): the initial state stays all zeros
+        tag = torch.where(written, float(self.layout_tag(config)), 0.0).to(body.dtype)
+        return torch.cat([body, tag], dim=1)
 
     @classmethod
     def from_flat(cls, flat: Tensor, config: DREAMConfig) -> DREAMState:
@@ -211,9 +224,15 @@ class DREAMState:
                 f"hidden_dim={config.hidden_dim}, rank={config.rank}; got {tuple(flat.shape)}"
             )
         B, H, r, I = flat.shape[0], config.hidden_dim, config.rank, config.input_dim
-        h, U, U_target, tau, error_mean, error_var, surprise = torch.split(
-            flat, [H, H * r, H * r, 1, I, I, 1], dim=1
+        h, U, U_target, tau, error_mean, error_var, surprise, tag = torch.split(
+            flat, [H, H * r, H * r, 1, I, I, 1, 1], dim=1
         )
+        if bool(((tag != 0) & (tag != cls.layout_tag(config)) & tag.isfinite()).any()):  # NaN: nothing to check
+            raise DREAMError(
+                f"this flat DREAM state was written by a DREAM of another shape than input_dim={I}, "
+                f"hidden_dim={H}, rank={r} (its layout tag differs); start from zeros (the initial state) "
+                "or decode it with the config that wrote it"
+            )
         return cls(
             h=h,
             U=U.reshape(B, H, r),

@@ -1,7 +1,7 @@
 """DREAM as a torso: stacked :class:`~dream_rl.dream.cell.DREAMCell` s over a flat state.
 
 State size per layer: ``DREAMState.flat_size(config)`` = ``H (h) + 2·H·r (U, U_target) + 2·I (error mean and
-variance) + 2 (adaptive tau, average surprise)``; 1106 floats at width 64, rank 8 and 8 input features.
+variance) + 2 (adaptive tau, average surprise) + 1 (layout tag)``; 1107 floats at width 64, rank 8 and 8 input features.
 """
 
 from __future__ import annotations
