@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dream_rl import TORSOS, DREAMError
+from dream_rl import TORSOS, TorsoError
 from dream_rl.torsos.mamba import ssd_chunked
 from dream_rl.torsos.s5 import hippo_normal_eigen
 from dream_rl.torsos.scan import CausalConv, _DepthwiseCausalConv
@@ -74,7 +74,7 @@ def test_lru_init_is_on_the_ring_and_normalised():
     assert abs(lam.abs().square().mean().item() - (0.16 + 0.64) / 2) < 0.03
     torch.testing.assert_close(torch.exp(layer.gamma_log).detach(), torch.sqrt(1 - lam.abs().square()))
     assert torso.state_size == 800
-    with pytest.raises(DREAMError, match="r_min"):
+    with pytest.raises(TorsoError, match="r_min"):
         make("lru", r_min=0.9, r_max=0.5)
 
 
@@ -265,7 +265,7 @@ def test_mingru_convolution_feeds_the_gates_and_candidates():
 
 @pytest.mark.parametrize("name", ["mingru", "lru", "s5", "mamba", "ffm"])
 def test_unknown_option_names_the_options(name):
-    with pytest.raises(DREAMError, match="unknown options \\['hiden'\\]; its options are"):
+    with pytest.raises(TorsoError, match="unknown options \\['hiden'\\]; its options are"):
         TORSOS[name](F_IN, H, hiden=3)
 
 
@@ -274,5 +274,5 @@ def test_mamba_default_head_dim_divides_any_width(width, head_dim):
     """A drop-in memory works at any lstm_hidden_size (sb3-contrib's own tests use 8)."""
     layer = TORSOS["mamba"](3, width).layers[0]
     assert layer.head_dim == head_dim and layer.heads * head_dim == width
-    with pytest.raises(DREAMError, match="divisible by head_dim"):
+    with pytest.raises(TorsoError, match="divisible by head_dim"):
         TORSOS["mamba"](3, width, head_dim=5 if width % 5 else 3)

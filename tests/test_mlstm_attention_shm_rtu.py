@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dream_rl import TORSOS, DREAMError
+from dream_rl import TORSOS, TorsoError
 from dream_rl.torsos.linear_attention import linear_attention_chunked
 from dream_rl.torsos.mlstm import mlstm_chunked
 
@@ -214,7 +214,7 @@ def test_shm_is_the_hadamard_memory_with_theta_drawn_by_the_episode_step():
             v, k, q, v_c, eta = projected[t].split([d, d, d, d, 1], dim=-1)
             k, q = F.relu(k), F.relu(q)
             k, q = k / (k.sum(-1, keepdim=True) + 1e-5), q / (q.sum(-1, keepdim=True) + 1e-5)
-            theta = layer.thetas[layer.schedule[tau]]  # (B, d)
+            theta = layer.calibration_vectors(tau)  # (B, d): ±Θ[i], drawn by the episode step
             C = 1 + torch.tanh(theta.unsqueeze(-1) * v_c.unsqueeze(-2))
             M = M * C + torch.sigmoid(eta).unsqueeze(-1) * v.unsqueeze(-1) * k.unsqueeze(-2)
             expected.append(layer.out((M @ q.unsqueeze(-1)).squeeze(-1) + layer.skip * v))
@@ -236,8 +236,8 @@ def test_shm_same_function_in_train_and_eval_mode_and_after_reload():
         again, _ = torso(x, state)
         torch.manual_seed(1)
         copy = TORSOS["shm"](F_IN, 8, memory_size=4, num_thetas=8).double()
-        assert not torch.equal(copy.layers[0].schedule, torso.layers[0].schedule)
-        copy.load_state_dict(torso.state_dict())  # the schedule is saved with the model
+        assert not torch.equal(copy.layers[0].draw_key, torso.layers[0].draw_key)
+        copy.load_state_dict(torso.state_dict())  # the draws' key is saved with the model
         reloaded, _ = copy(x, state)
     assert torch.equal(train_out, eval_out) and torch.equal(train_out, again) and torch.equal(train_out, reloaded)
 
@@ -249,7 +249,7 @@ def test_shm_corrupt_step_counter_stays_in_bounds():
     with torch.no_grad():
         out, new_state = torso(inputs(), state)
     assert torch.isfinite(out).all()
-    assert ((new_state[:, -1] >= 0) & (new_state[:, -1] < 1024)).all()
+    assert ((new_state[:, -1] >= 0) & (new_state[:, -1] < 2**24)).all()
 
 
 # ---------------------------------------------------------------- RTU
@@ -294,7 +294,7 @@ def test_rtu_is_the_linear_trace_unit_in_rotation_form():
     ],
 )
 def test_bad_options_name_the_problem(name, kwargs, hidden, message):
-    with pytest.raises(DREAMError, match=message):
+    with pytest.raises(TorsoError, match=message):
         TORSOS[name](F_IN, hidden, **kwargs)
 
 

@@ -90,7 +90,7 @@ def test_one_decay_for_every_step(steps, complex_valued):
 
 
 def test_scan_torsos_take_dropout_between_layers_like_nn_lstm():
-    from dream_rl import TORSOS, DREAMError
+    from dream_rl import TORSOS, TorsoError
 
     torch.manual_seed(0)
     torso = TORSOS["lru"](3, 6, 2, dropout=0.5).double()
@@ -104,5 +104,5 @@ def test_scan_torsos_take_dropout_between_layers_like_nn_lstm():
     one_layer = TORSOS["lru"](3, 6, 1, dropout=0.5).double().train()  # nothing between layers to drop
     torch.testing.assert_close(one_layer(x, state[:, : one_layer.state_size])[0],
                                one_layer(x, state[:, : one_layer.state_size])[0])
-    with pytest.raises(DREAMError, match="dropout must be in"):
+    with pytest.raises(TorsoError, match="dropout must be in"):
         TORSOS["mingru"](3, 6, 2, dropout=1.5)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from sb3_contrib import RecurrentPPO
 
-from dream_rl import TORSOS, DREAMError
+from dream_rl import TORSOS, DREAMError, TorsoError
 
 T, B, F, H = 9, 4, 5, 8
 # Options that keep a torso small in these tests (defaults are sized for RL widths of 64+).
@@ -145,11 +145,11 @@ def test_gradients_reach_every_parameter_input_and_state(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_shapes_name_the_expected_shape(name):
     torso = make_torso(name)
-    with pytest.raises(DREAMError, match="features of shape"):
+    with pytest.raises(TorsoError, match="features of shape"):
         torso(torch.zeros(T, B, F + 1, dtype=torch.float64), torso.initial_state(B, dtype=torch.float64))
-    with pytest.raises(DREAMError, match="state of shape"):
+    with pytest.raises(TorsoError, match="state of shape"):
         torso(random_inputs(), torch.zeros(B, torso.state_size + 1, dtype=torch.float64))
-    with pytest.raises(DREAMError, match="episode_starts of shape"):
+    with pytest.raises(TorsoError, match="episode_starts of shape"):
         torso(random_inputs(), torso.initial_state(B, dtype=torch.float64), torch.zeros(T, B + 1))
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dream_rl import DREAMError, DREAMState, DreamTorso, GruTorso, LstmTorso
+from dream_rl import DREAMError, DREAMState, DreamTorso, GruTorso, LstmTorso, TorsoError
 
 T, B, F, H = 7, 3, 5, 8
 
@@ -116,15 +116,15 @@ def test_sequences_are_independent(kind):
 
 def test_bad_shapes_and_kwargs_raise_clear_errors():
     torso = make_torso("dream")
-    with pytest.raises(DREAMError, match="features of shape"):
+    with pytest.raises(TorsoError, match="features of shape"):
         torso(torch.randn(T, B, F + 1, dtype=torch.float64), torso.initial_state(B, dtype=torch.float64))
-    with pytest.raises(DREAMError, match="state of shape"):
+    with pytest.raises(TorsoError, match="state of shape"):
         torso(torch.randn(T, B, F, dtype=torch.float64), torso.initial_state(B + 1, dtype=torch.float64))
     with pytest.raises(DREAMError, match="did you mean 'rank'"):
         DreamTorso(F, H, rnak=4)
     with pytest.raises(DREAMError, match="input_dim"):
         DreamTorso(F, H, input_dim=3)
-    with pytest.raises(DREAMError, match="bidirectional"):
+    with pytest.raises(TorsoError, match="bidirectional"):
         LstmTorso(F, H, bidirectional=True)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dream_rl import TORSOS, DREAMError
+from dream_rl import TORSOS, TorsoError
 from dream_rl.torsos.leworld import _product_key_split, range_read_weights
 
 F_IN = 5
@@ -71,7 +71,7 @@ def test_slstm_heads_do_not_see_each_other():
 
 
 def test_slstm_heads_must_divide_the_width():
-    with pytest.raises(DREAMError, match="multiple of num_heads"):
+    with pytest.raises(TorsoError, match="multiple of num_heads"):
         TORSOS["slstm"](F_IN, 10, num_heads=4)
 
 
@@ -129,7 +129,7 @@ def test_leworld_product_keys_cover_the_memory():
     assert _product_key_split(64) == (8, 8)
     assert _product_key_split(128) == (8, 16)
     assert _product_key_split(7) == (1, 7)
-    with pytest.raises(DREAMError, match="max_range"):
+    with pytest.raises(TorsoError, match="max_range"):
         TORSOS["leworld"](F_IN, 8, num_words=4, max_range=8)
 
 

@@ -15,15 +15,61 @@ non-finite value in a finished episode's state must not survive the reset (0 * N
 
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 
-__all__ = ["RecurrentTorso", "StackedTorso", "reset_where"]
+__all__ = ["RecurrentTorso", "StackedTorso", "reset_where", "check_size", "dtype_method"]
+
+# The sizes every torso constructor takes, checked once for all of them (RecurrentTorso.__init_subclass__).
+SIZE_ARGUMENTS = ("input_size", "hidden_size", "num_layers")
+
+# The nn.Module method that converts a module's parameters to each floating dtype.
+_DTYPE_METHODS = {torch.float32: "float", torch.float64: "double", torch.float16: "half", torch.bfloat16: "bfloat16"}
+
+
+def dtype_method(dtype: torch.dtype) -> str:
+    """The conversion method for ``dtype``: ``"float"`` for float32, ``"double"`` for float64, and so on."""
+    return _DTYPE_METHODS.get(dtype, f"to({dtype})")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_size(torso: str, name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive integer (Python or NumPy; not a bool or a float), else a
+    :class:`TorsoError` naming ``torso`` and the argument ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise TorsoError(f"{torso}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` preceded by :func:`check_size` on the size arguments it names (it keeps its signature)."""
+    signature = inspect.signature(init)
+    checked = [name for name in SIZE_ARGUMENTS if name in signature.parameters]
+
+    @functools.wraps(init)
+    def __init__(self: RecurrentTorso, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = signature.bind_partial(self, *args, **kwargs).arguments
+        except TypeError:
+            bound = {}  # a wrong call: the constructor itself says what is wrong
+        for name in checked:
+            if name in bound:
+                check_size(type(self).__name__, name, bound[name])
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def reset_where(state: Tensor, starts: Tensor) -> Tensor:
@@ -40,12 +86,21 @@ class RecurrentTorso(nn.Module, ABC):
     its own computation (the scan torsos: a reset zeroes the decay) overrides
     :meth:`run_with_resets` instead.
 
-    Every torso takes ``(input_size, hidden_size, num_layers=1, **model_kwargs)``.
+    Every torso takes ``(input_size, hidden_size, num_layers=1, **model_kwargs)``; each of the three
+    sizes must be a positive int, which every subclass's constructor checks before it runs.
+
+    :meth:`forward` checks its inputs: shapes, and features and state of the parameters' floating
+    dtype and device (no silent casting). An empty batch (B = 0) gives empty outputs.
     """
 
     input_size: int
     output_size: int
     state_size: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            cls.__init__ = _checked_init(vars(cls)["__init__"])  # type: ignore[method-assign]
 
     def initial_state(
         self, batch_size: int, device: str | torch.device | None = None, dtype: torch.dtype | None = None
@@ -67,6 +122,8 @@ class RecurrentTorso(nn.Module, ABC):
             out (T, B, output_size) and the state after the last step (B, state_size).
         """
         self._check(features, state, episode_starts)
+        if features.shape[1] == 0:
+            return self._empty_batch(features, state)
         if episode_starts is None:
             return self.run(features, state)
         return self.run_with_resets(features, state, episode_starts != 0)
@@ -95,23 +152,61 @@ class RecurrentTorso(nn.Module, ABC):
             outputs.append(out)
         return torch.cat(outputs), state
 
+    def _empty_batch(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """The outputs of a batch of zero sequences: (T, 0, output_size) and (0, state_size), connected
+        to the parameters (a loss over them backpropagates zeros rather than failing)."""
+        anchor = sum((p.reshape(-1)[:1].sum() * 0 for p in self.parameters() if p.is_floating_point()), features.sum())
+        out = features.new_zeros(features.shape[0], 0, self.output_size) + anchor
+        return out, state.new_zeros(0, self.state_size) + anchor.to(state.dtype)
+
     def _check(self, features: Tensor, state: Tensor, episode_starts: Tensor | None) -> None:
         name = type(self).__name__
+        if not isinstance(features, Tensor) or not isinstance(state, Tensor):
+            raise TorsoError(
+                f"{name} expects features and state as torch tensors, got {type(features).__name__} and "
+                f"{type(state).__name__}"
+            )
         if features.dim() != 3 or features.shape[2] != self.input_size:
-            raise DREAMError(
+            raise TorsoError(
                 f"{name} expects features of shape (time, batch, {self.input_size}), got {tuple(features.shape)}"
             )
         if features.shape[0] == 0:
-            raise DREAMError(f"{name} got an empty sequence (time = 0): pass at least one step")
+            raise TorsoError(f"{name} got an empty sequence (time = 0): pass at least one step")
         if state.shape != (features.shape[1], self.state_size):
-            raise DREAMError(
+            raise TorsoError(
                 f"{name} expects a state of shape (batch={features.shape[1]}, {self.state_size}), "
                 f"got {tuple(state.shape)}; start from initial_state(batch)"
             )
-        if episode_starts is not None and episode_starts.shape != features.shape[:2]:
-            raise DREAMError(
-                f"{name} expects episode_starts of shape (time, batch) = {tuple(features.shape[:2])}, "
-                f"got {tuple(episode_starts.shape)}"
+        if episode_starts is not None and (
+            not isinstance(episode_starts, Tensor) or episode_starts.shape != features.shape[:2]
+        ):
+            shape = tuple(episode_starts.shape) if isinstance(episode_starts, Tensor) else type(episode_starts).__name__
+            raise TorsoError(
+                f"{name} expects episode_starts of shape (time, batch) = {tuple(features.shape[:2])}, got {shape}"
+            )
+        self._check_dtype(features, state)
+
+    def _check_dtype(self, features: Tensor, state: Tensor) -> None:
+        """Features and state must have the parameters' floating dtype and device: a mismatch is one
+        line naming both, never a matmul error deep inside (or a silent cast of the state)."""
+        name = type(self).__name__
+        parameter = next((p for p in self.parameters() if p.is_floating_point()), None)
+        dtype = parameter.dtype if parameter is not None else torch.get_default_dtype()
+        want = _dtype_name(dtype)
+        if features.dtype != dtype:
+            fix = f"cast with features.{dtype_method(dtype)}()"
+            if features.dtype.is_floating_point:
+                fix += f" or convert the torso with .{dtype_method(features.dtype)}()"
+            raise TorsoError(f"{name} expects {want} features, got {_dtype_name(features.dtype)}; {fix}")
+        if state.dtype != dtype:
+            raise TorsoError(
+                f"{name} expects a {want} state, got {_dtype_name(state.dtype)}; start from "
+                f"initial_state(batch, dtype=torch.{want}) or cast with state.{dtype_method(dtype)}()"
+            )
+        if parameter is not None and (features.device != parameter.device or state.device != parameter.device):
+            raise TorsoError(
+                f"{name} is on {parameter.device}, got features on {features.device} and state on {state.device}; "
+                f"move them with .to({str(parameter.device)!r})"
             )
 
 
@@ -132,8 +227,8 @@ class StackedTorso(RecurrentTorso):
     ) -> None:
         """``make_layer(width)`` builds one layer over ``width`` input features."""
         super().__init__()
-        if not 0.0 <= float(dropout) < 1.0:
-            raise DREAMError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+            raise TorsoError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout!r}")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.layers = nn.ModuleList(make_layer(width) for width in widths)

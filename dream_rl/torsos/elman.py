@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
+from dream_rl.torsos._torch_rnn import build_rnn, from_layers, to_layers
 from dream_rl.torsos.base import RecurrentTorso
 
 __all__ = ["ElmanTorso"]
@@ -23,9 +23,10 @@ class ElmanTorso(RecurrentTorso):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **rnn_kwargs: Any) -> None:
         super().__init__()
-        reject_layout_kwargs(rnn_kwargs, "Elman")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        self.rnn = nn.RNN(self.input_size, self.output_size, num_layers=self.num_layers, **rnn_kwargs)
+        self.rnn = build_rnn(
+            nn.RNN, "Elman", self.input_size, self.output_size, self.num_layers, rnn_kwargs, extra=("nonlinearity",)
+        )
         self.state_size = self.num_layers * self.output_size
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import ScanLayer, ScanTorso, complex_from_flat, flat_from_complex, linear_scan
 
 __all__ = ["FfmTorso", "FfmLayer"]
@@ -43,7 +43,7 @@ class FfmLayer(ScanLayer):
     ) -> None:
         super().__init__()
         if memory_size < 1 or context_size < 1 or not 0 < min_period <= max_period:
-            raise DREAMError(
+            raise TorsoError(
                 f"ffm needs memory_size, context_size >= 1 and 0 < min_period <= max_period; got memory_size="
                 f"{memory_size}, context_size={context_size}, min_period={min_period}, max_period={max_period}"
             )

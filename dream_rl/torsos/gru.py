@@ -15,10 +15,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
 from dream_rl._native.backends import check_backend
 from dream_rl.torsos.gru_kernel import gru_forward
-from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
+from dream_rl.torsos._torch_rnn import build_rnn, from_layers, to_layers
 from dream_rl.torsos.base import RecurrentTorso
 
 __all__ = ["GruTorso"]
@@ -39,12 +38,13 @@ class GruTorso(RecurrentTorso):
         self, input_size: int, hidden_size: int, num_layers: int = 1, backend: str | None = None, **gru_kwargs: Any
     ) -> None:
         super().__init__()
-        reject_layout_kwargs(gru_kwargs, "GRU")
         if backend is not None:
             check_backend("reference" if backend == "module" else backend, "GRU")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.backend = backend
-        self.rnn = nn.GRU(self.input_size, self.output_size, num_layers=self.num_layers, **gru_kwargs)
+        self.rnn = build_rnn(
+            nn.GRU, "GRU", self.input_size, self.output_size, self.num_layers, gru_kwargs, extra=("backend",)
+        )
         self.state_size = self.num_layers * self.output_size
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

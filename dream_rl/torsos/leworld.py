@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["LeWorldLayer", "LeWorldTorso", "range_read_weights"]
@@ -114,9 +114,9 @@ class LeWorldLayer(nn.Module):
             ("num_controllers", num_controllers, 1), ("controller_size", controller_size, 1), ("query_size", query_size, 1),
         ]:  # fmt: skip
             if int(value) < low:
-                raise DREAMError(f"leworld: {name} must be >= {low}, got {value}")
+                raise TorsoError(f"leworld: {name} must be >= {low}, got {value}")
         if max_range > num_words:
-            raise DREAMError(f"leworld: max_range ({max_range}) must not exceed num_words ({num_words})")
+            raise TorsoError(f"leworld: max_range ({max_range}) must not exceed num_words ({num_words})")
         self.num_words, self.word_size, self.max_range = num_words, word_size, max_range
         self.num_controllers, self.controller_size, self.query_size = num_controllers, controller_size, query_size
         self.rows, self.columns = _product_key_split(num_words)

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import CausalConv, ScanLayer, ScanTorso
 
 __all__ = ["LinearAttentionTorso", "LinearAttentionLayer", "linear_attention_chunked"]
@@ -158,7 +158,7 @@ class LinearAttentionLayer(ScanLayer):
         super().__init__()
         head_dim = int(head_dim or min(16, hidden_size))
         if head_dim < 1 or hidden_size % head_dim or chunk < 1:
-            raise DREAMError(
+            raise TorsoError(
                 f"linear_attention needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}) and "
                 f"chunk >= 1 (got {chunk}); pass head_dim=... that divides the width"
             )

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import ScanLayer, ScanTorso, complex_from_flat, flat_from_complex, linear_scan
 
 __all__ = ["LruTorso", "LruLayer"]
@@ -55,7 +55,7 @@ class LruLayer(ScanLayer):
         super().__init__()
         n = int(state_dim or hidden_size)
         if n < 1 or not 0.0 <= r_min < r_max <= 1.0 or max_phase <= 0:
-            raise DREAMError(
+            raise TorsoError(
                 f"lru needs state_dim >= 1, 0 <= r_min < r_max <= 1 and max_phase > 0; got state_dim={state_dim}, "
                 f"r_min={r_min}, r_max={r_max}, max_phase={max_phase}"
             )

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.torsos._torch_rnn import from_layers, reject_layout_kwargs, to_layers
+from dream_rl.torsos._torch_rnn import build_rnn, from_layers, to_layers
 from dream_rl.torsos.base import RecurrentTorso
 
 __all__ = ["LstmTorso"]
@@ -21,9 +21,8 @@ class LstmTorso(RecurrentTorso):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **lstm_kwargs: Any) -> None:
         super().__init__()
-        reject_layout_kwargs(lstm_kwargs, "LSTM")
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        self.rnn = nn.LSTM(self.input_size, self.output_size, num_layers=self.num_layers, **lstm_kwargs)
+        self.rnn = build_rnn(nn.LSTM, "LSTM", self.input_size, self.output_size, self.num_layers, lstm_kwargs)
         self.state_size = 2 * self.num_layers * self.output_size
 
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

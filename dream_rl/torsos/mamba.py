@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import CausalConv, ScanLayer, ScanTorso
 
 __all__ = ["MambaTorso", "MambaLayer", "ssd_chunked"]
@@ -133,7 +133,7 @@ class MambaLayer(ScanLayer):
         a_low, a_high = (float(v) for v in a_init_range)
         if (d_state < 1 or head_dim < 1 or expand < 1 or chunk < 1 or inner % head_dim or not 0 < dt_min <= dt_max
                 or not 0 < a_low <= a_high):
-            raise DREAMError(
+            raise TorsoError(
                 f"mamba needs expand·hidden_size ({inner}) divisible by head_dim ({head_dim}), d_state, expand, "
                 f"chunk >= 1, 0 < dt_min <= dt_max and 0 < a_init_range[0] <= a_init_range[1]; got d_state={d_state}, "
                 f"expand={expand}, chunk={chunk}, dt_min={dt_min}, dt_max={dt_max}, a_init_range={a_init_range} "

@@ -65,7 +65,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.linear_attention import chunk_paths, episode_masks
 from dream_rl.torsos.scan import CausalConv, ScanLayer, ScanTorso
 
@@ -201,7 +201,7 @@ class MlstmLayer(ScanLayer):
         super().__init__()
         head_dim = int(head_dim or min(16, hidden_size))
         if head_dim < 1 or hidden_size % head_dim or chunk < 1:
-            raise DREAMError(
+            raise TorsoError(
                 f"mlstm needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}) and chunk >= 1 "
                 f"(got {chunk}); pass head_dim=... that divides the width"
             )

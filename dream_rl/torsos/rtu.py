@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import ScanLayer, ScanTorso, complex_from_flat, flat_from_complex, linear_scan
 
 __all__ = ["RtuTorso", "RtuLayer"]
@@ -54,13 +54,13 @@ class RtuLayer(ScanLayer):
     ) -> None:
         super().__init__()
         if hidden_size % 2 or hidden_size < 2:
-            raise DREAMError(
+            raise TorsoError(
                 f"rtu needs an even hidden_size (each complex unit gives two outputs, c¹ and c²), got {hidden_size}"
             )
         if not 0.0 <= r_min < r_max <= 1.0 or max_phase <= 0:
-            raise DREAMError(f"rtu needs 0 <= r_min < r_max <= 1 and max_phase > 0; got {r_min=}, {r_max=}, {max_phase=}")
+            raise TorsoError(f"rtu needs 0 <= r_min < r_max <= 1 and max_phase > 0; got {r_min=}, {r_max=}, {max_phase=}")
         if activation not in ACTIVATIONS:
-            raise DREAMError(f"rtu activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise TorsoError(f"rtu activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         units = hidden_size // 2
         self.units, self.state_size, self.activation = units, hidden_size, ACTIVATIONS[activation]
         radius_sq = torch.rand(units, dtype=torch.float64) * (r_max**2 - r_min**2) + r_min**2

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.scan import ScanLayer, ScanTorso, complex_from_flat, flat_from_complex, linear_scan
 
 __all__ = ["S5Torso", "S5Layer", "hippo_normal_eigen"]
@@ -62,7 +62,7 @@ class S5Layer(ScanLayer):
         super().__init__()
         p = int(state_dim or hidden_size)
         if p < 1 or blocks < 1 or p % blocks or not 0 < dt_min <= dt_max:
-            raise DREAMError(
+            raise TorsoError(
                 f"s5 needs state_dim >= 1 divisible by blocks >= 1 and 0 < dt_min <= dt_max; got state_dim={state_dim}, "
                 f"blocks={blocks}, dt_min={dt_min}, dt_max={dt_max}"
             )

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
 __all__ = [
@@ -178,7 +178,7 @@ class ScanTorso(StackedTorso):
     through ``lstm_kwargs``). Subclasses implement :meth:`make_layer`.
     """
 
-    # The model options make_layer accepts; when set, any other keyword is a DREAMError naming them.
+    # The model options make_layer accepts; when set, any other keyword is a TorsoError naming them.
     layer_options: tuple[str, ...] | None = None
 
     def __init__(
@@ -187,7 +187,7 @@ class ScanTorso(StackedTorso):
         if self.layer_options is not None:
             unknown = sorted(set(layer_kwargs) - set(self.layer_options))
             if unknown:
-                raise DREAMError(
+                raise TorsoError(
                     f"{type(self).__name__} got unknown options {unknown}; its options are "
                     f"{[*self.layer_options, 'dropout']}"
                 )
@@ -264,7 +264,7 @@ class CausalConv(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 4) -> None:
         super().__init__()
         if kernel_size < 1:
-            raise DREAMError(f"the causal convolution needs kernel_size >= 1, got {kernel_size}")
+            raise TorsoError(f"the causal convolution needs kernel_size >= 1, got {kernel_size}")
         self.channels, self.kernel_size = int(channels), int(kernel_size)
         self.state_size = (self.kernel_size - 1) * self.channels
         bound = 1.0 / math.sqrt(self.kernel_size)

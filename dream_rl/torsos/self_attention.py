@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso, reset_where
 
 __all__ = ["GruGate", "WindowAttentionLayer", "SelfAttentionTorso"]
@@ -82,9 +82,9 @@ class WindowAttentionLayer(nn.Module):
     ) -> None:
         super().__init__()
         if window < 1:
-            raise DREAMError(f"self_attention: window must be >= 1 step, got {window}")
+            raise TorsoError(f"self_attention: window must be >= 1 step, got {window}")
         if num_heads < 1 or attention_size % num_heads:
-            raise DREAMError(
+            raise TorsoError(
                 f"self_attention: attention_size ({attention_size}) must be a multiple of num_heads ({num_heads})"
             )
         self.window, self.attention_size, self.num_heads = window, attention_size, num_heads

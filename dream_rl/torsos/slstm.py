@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["SlstmLayer", "SlstmTorso"]
@@ -52,12 +52,12 @@ class SlstmLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4, forget_gate: str = "sigmoid") -> None:
         super().__init__()
         if num_heads < 1 or hidden_size % num_heads:
-            raise DREAMError(
+            raise TorsoError(
                 f"slstm: hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads}); "
                 "pick num_heads among its divisors"
             )
         if forget_gate not in ("sigmoid", "exp"):
-            raise DREAMError(f"slstm: forget_gate must be 'sigmoid' or 'exp', got {forget_gate!r}")
+            raise TorsoError(f"slstm: forget_gate must be 'sigmoid' or 'exp', got {forget_gate!r}")
         self.hidden_size, self.num_heads, self.head_size = hidden_size, num_heads, hidden_size // num_heads
         self.exp_forget = forget_gate == "exp"
         # Input projection, output features ordered (head, gate, unit): a step's gates are then one view.
