@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from dream_rl._filelock import FileLock
+
 __all__ = [
     "BASE_FLAGS",
     "FLAG_SETS",
@@ -209,28 +211,22 @@ def _writable(path: Path) -> Path:
 
 
 class _BuildLock:
-    """An exclusive lock on ``<path>.lock`` (POSIX): concurrent first uses (pytest-xdist, vector
-    envs in subprocesses) compile once. Without fcntl the atomic rename in _build still keeps
-    concurrent builds correct."""
+    """Concurrent first uses (pytest-xdist, vector envs in subprocesses) compile once: an exclusive
+    :class:`~dream_rl._filelock.FileLock` on ``<path>.lock``. Where locks are unavailable (no fcntl,
+    a file system that refuses them) the build goes on unlocked: the atomic rename in :func:`_build`
+    still keeps concurrent builds correct."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path.with_suffix(".lock")
-        self.file: Any = None
+        self.lock = FileLock(path.with_suffix(".lock"))
 
     def __enter__(self) -> None:
         try:
-            import fcntl
-
-            self.file = open(self.path, "a")  # noqa: SIM115
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX)
+            self.lock.acquire()
         except (ImportError, OSError):
-            if self.file is not None:
-                self.file.close()
-            self.file = None
+            pass
 
     def __exit__(self, *exc: Any) -> None:
-        if self.file is not None:
-            self.file.close()  # releases the lock
+        self.lock.release()
 
 
 def _build(source: Path, path: Path, base_flags: Sequence[str], flag_sets: Sequence[Sequence[str]]) -> None:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from dream_rl.experiments.config import ConfigError
+from dream_rl._filelock import FileLock
+from dream_rl.errors import ConfigError
 
 __all__ = ["RunLocked", "RunLock"]
 
@@ -34,41 +35,24 @@ class RunLock:
     def __init__(self, run_dir: Path, name: str) -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self.name = name
-        self._fd: int | None = None
+        self._lock = FileLock(self.path, blocking=False)
 
     def acquire(self) -> None:
-        import fcntl
-
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RunLocked(self._held_message()) from None
-            except OSError as error:
-                os.close(fd)
-                raise ConfigError(f"cannot lock {self.path} ({error.strerror}): put output_dir on a file system with file locks") from None
-            # The holder before us may have deleted the file between our open and our lock:
-            # then we hold a lock on a file nobody else can see. Start over on the new one.
-            try:
-                same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same_file = False
-            if same_file:
-                break
-            os.close(fd)
+        try:
+            acquired = self._lock.acquire()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot lock {self.path} ({error.strerror}): put output_dir on a file system with file locks"
+            ) from None
+        if not acquired:
+            raise RunLocked(self._held_message())
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(holder) + "\n").encode())
-        self._fd = fd
+        assert self._lock.fd is not None
+        os.ftruncate(self._lock.fd, 0)
+        os.write(self._lock.fd, (json.dumps(holder) + "\n").encode())
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        self.path.unlink(missing_ok=True)  # before unlocking: a waiter then re-checks the inode
-        os.close(self._fd)  # closing drops the flock
-        self._fd = None
+        self._lock.release(remove=True)
 
     def _held_message(self) -> str:
         try:
