@@ -8,18 +8,23 @@
 from __future__ import annotations
 
 from dream_rl.torsos.base import RecurrentTorso, reset_where
+from dream_rl.torsos.dnc import DncTorso
 from dream_rl.torsos.dream import DreamTorso
 from dream_rl.torsos.elman import ElmanTorso
 from dream_rl.torsos.ffm import FfmTorso
+from dream_rl.torsos.fwp import FwpTorso
 from dream_rl.torsos.gru import GruTorso
+from dream_rl.torsos.indrnn import IndRnnTorso
 from dream_rl.torsos.leworld import LeWorldTorso
 from dream_rl.torsos.linear_attention import LinearAttentionTorso
+from dream_rl.torsos.lmu import LmuTorso
 from dream_rl.torsos.lru import LruTorso
 from dream_rl.torsos.lstm import LstmTorso
 from dream_rl.torsos.mamba import MambaTorso
 from dream_rl.torsos.mingru import MinGruTorso
 from dream_rl.torsos.mlstm import MlstmTorso
 from dream_rl.torsos.rtu import RtuTorso
+from dream_rl.torsos.s4d import S4dTorso
 from dream_rl.torsos.s5 import S5Torso
 from dream_rl.torsos.self_attention import SelfAttentionTorso
 from dream_rl.torsos.shm import ShmTorso
@@ -30,6 +35,7 @@ __all__ = [
     "MinGruTorso", "LruTorso", "S5Torso", "MambaTorso", "FfmTorso",
     "MlstmTorso", "LinearAttentionTorso", "ShmTorso", "RtuTorso",
     "ElmanTorso", "SlstmTorso", "SelfAttentionTorso", "LeWorldTorso",
+    "IndRnnTorso", "FwpTorso", "LmuTorso", "DncTorso", "S4dTorso",
 ]
 
 TORSOS: dict[str, type[RecurrentTorso]] = {
@@ -49,4 +55,9 @@ TORSOS: dict[str, type[RecurrentTorso]] = {
     "slstm": SlstmTorso,
     "self_attention": SelfAttentionTorso,
     "leworld": LeWorldTorso,
+    "indrnn": IndRnnTorso,
+    "fwp": FwpTorso,
+    "lmu": LmuTorso,
+    "dnc": DncTorso,
+    "s4d": S4dTorso,
 }

@@ -55,7 +55,7 @@ from torch.nn import functional as F
 from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
-__all__ = ["DncLayer", "DncTorso", "content_weights", "allocation_weights"]
+__all__ = ["DncLayer", "DncTorso", "allocation_weights", "content_weights", "updated_links", "updated_usage"]
 
 EPS = 1e-6
 
@@ -84,6 +84,32 @@ def allocation_weights(usage: Tensor) -> Tensor:
     return torch.zeros_like(usage).scatter(1, order, (1 - sorted_usage) * before)
 
 
+def updated_usage(usage: Tensor, write_weights: Tensor, read_weights: Tensor, free_gates: Tensor) -> Tensor:
+    """``u_t = (u_{t-1} + w^w_{t-1} − u_{t-1} ⊙ w^w_{t-1}) ⊙ Π_i (1 − f^i w^{r,i}_{t-1})``.
+
+    Args:
+        usage, write_weights: (B, N), the previous step's. read_weights: (B, R, N), the previous step's.
+        free_gates: (B, R) in [0, 1].
+    """
+    retention = torch.prod(1 - free_gates.unsqueeze(-1) * read_weights, dim=1)
+    return (usage + write_weights - usage * write_weights) * retention
+
+
+def updated_links(links: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """The temporal link matrix and precedence after a write.
+
+    ``L_t[i, j] = (1 − w[i] − w[j]) L_{t-1}[i, j] + w[i] p_{t-1}[j]`` (0 on the diagonal): how much slot
+    ``i`` was written right after slot ``j``; ``p_t = (1 − Σ w) p_{t-1} + w``.
+
+    Args:
+        links: (B, N, N). precedence, write_weights: (B, N).
+    """
+    keep = 1 - write_weights.unsqueeze(-1) - write_weights.unsqueeze(1)
+    no_self_links = 1 - torch.eye(links.shape[-1], dtype=links.dtype, device=links.device)
+    links = (keep * links + write_weights.unsqueeze(-1) * precedence.unsqueeze(1)) * no_self_links
+    return links, (1 - write_weights.sum(-1, keepdim=True)) * precedence + write_weights
+
+
 def oneplus(z: Tensor) -> Tensor:
     """The paper's strength map, ``1 + softplus(z)`` (>= 1)."""
     return 1 + F.softplus(z)
@@ -101,7 +127,7 @@ class DncLayer(nn.Module):
         controller_size: int | None = None,
     ) -> None:
         super().__init__()
-        controller_size = int(controller_size or hidden_size)
+        controller_size = int(hidden_size if controller_size is None else controller_size)
         for name, value in [("num_words", num_words), ("word_size", word_size), ("read_heads", read_heads),
                             ("controller_size", controller_size)]:  # fmt: skip
             if int(value) < 1:
@@ -128,7 +154,6 @@ class DncLayer(nn.Module):
         h, cell, memory, usage, links, precedence, read_w, write_w, reads = state.split(self.sizes, dim=1)
         memory, links = memory.reshape(batch, n, w), links.reshape(batch, n, n)
         read_w = read_w.reshape(batch, r, n)
-        no_self_links = 1 - torch.eye(n, dtype=x.dtype, device=x.device)
         from_x = self.controller_x(x)  # (T, B, 4C)
         outputs = []
         for t in range(steps):
@@ -139,8 +164,7 @@ class DncLayer(nn.Module):
             (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates,
              allocation_gate, write_gate, read_modes) = self.interface(h).split(self.interface_sizes, dim=1)  # fmt: skip
             # usage: last step's writes add to it, freed reads (free gate x read weight) release it
-            retention = torch.prod(1 - torch.sigmoid(free_gates).unsqueeze(-1) * read_w, dim=1)  # (B, N)
-            usage = (usage + write_w - usage * write_w) * retention
+            usage = updated_usage(usage, write_w, read_w, torch.sigmoid(free_gates))
             allocation = allocation_weights(usage)
             lookup = content_weights(memory, write_key.unsqueeze(1), oneplus(write_strength)).squeeze(1)
             allocation_gate = torch.sigmoid(allocation_gate)
@@ -148,10 +172,7 @@ class DncLayer(nn.Module):
             memory = memory * (1 - write_w.unsqueeze(-1) * torch.sigmoid(erase).unsqueeze(1)) + (
                 write_w.unsqueeze(-1) * write_vector.unsqueeze(1)
             )
-            # links: L[i, j] is how much slot i was written right after slot j
-            keep = 1 - write_w.unsqueeze(-1) - write_w.unsqueeze(1)
-            links = (keep * links + write_w.unsqueeze(-1) * precedence.unsqueeze(1)) * no_self_links
-            precedence = (1 - write_w.sum(-1, keepdim=True)) * precedence + write_w
+            links, precedence = updated_links(links, precedence, write_w)
             # reads: backward, content and forward weightings mixed by each head's read modes
             modes = torch.softmax(read_modes.reshape(batch, r, 3), dim=-1)
             lookup = content_weights(memory, read_keys.reshape(batch, r, w), oneplus(read_strengths))

@@ -25,7 +25,8 @@ A training sequence runs chunk by chunk (the chunkwise delta rule of Yang et al.
 steps the writes ``W_t = W_0 + Σ_{i<=t} u_i k_iᵀ`` have pseudo-values ``u_t = β_t (v_t − W_{t-1} k_t)``
 that solve one unit lower-triangular system, ``(I + diag(β) tril₋₁(K Kᵀ)) U = diag(β) (V − K W_0ᵀ)``,
 and then ``Y = Q W_0ᵀ + tril(Q Kᵀ) U`` and ``W_C = W_0 + Uᵀ K``: a few matmuls per chunk instead of
-``C`` dependent steps, exact up to rounding. Episode starts cut the sequence (the base class's resets).
+``C`` dependent steps, exact up to rounding. Episode starts inside a chunk are masks on its pairwise
+products (see :func:`delta_rule_chunked`), so resets need no cut of the sequence.
 A rollout step (``T = 1``) is the same computation with ``C = 1``, the recurrence itself.
 
 Changes from the paper's layer, and why: the paper puts the fast weight memory inside a Transformer
@@ -45,12 +46,14 @@ State size: ``L·H·D`` (the fast weights of every head); 2048 at width 64 (4 he
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dream_rl.errors import TorsoError
-from dream_rl.torsos.base import StackedTorso
+from dream_rl.torsos.scan import ScanLayer, ScanTorso
 
 __all__ = ["FwpLayer", "FwpTorso", "dpfp", "delta_rule_chunked"]
 
@@ -70,50 +73,71 @@ def sum_normalised(features: Tensor) -> Tensor:
     return features / (features.sum(dim=-1, keepdim=True) + EPS)
 
 
-def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, w0: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-    """Outputs ``W_t q_t`` and the last fast weights of ``W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) k_tᵀ``.
+def delta_rule_chunked(
+    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, w0: Tensor, starts: Tensor | None, chunk: int
+) -> tuple[Tensor, Tensor]:
+    """Outputs ``W_t q_t`` and the last fast weights of ``W_t = W_{t-1} + β_t (v_t − W_{t-1} k_t) k_tᵀ``,
+    with ``W`` reset to zeros before every step where an episode starts.
 
     Args:
         q, k: (B, heads, T, D) feature-mapped queries and keys.
         v: (B, heads, T, d) values.
         beta: (B, heads, T, 1) write strengths.
         w0: (B, heads, d, D) the fast weights before step 0.
+        starts: (T, B) bool, True where an episode starts before step t; None: none.
         chunk: steps per chunk.
     Returns:
         y (B, heads, T, d) and the fast weights after the last step (B, heads, d, D).
+
+    Inside a chunk, ``live[t, i]`` (step i's write reaches step t: i <= t, no start in (i, t]) masks the
+    pairwise products and ``clean[t]`` (no start in [chunk start, t]) selects whether the entering
+    weights reach step t. The masks are applied to every sample, with or without starts, so a sample's
+    values never depend on where other samples' episodes start; the entering weights are selected
+    (``torch.where``), so a non-finite state from a finished episode does not leak.
     """
-    steps = q.shape[2]
+    batch, _, steps, _ = q.shape
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    starts_bm = starts.transpose(0, 1) if starts is not None else None  # (B, T)
     outputs = []
     w = w0
-    for start in range(0, steps, chunk):
-        stop = min(start + chunk, steps)
-        qc, kc, vc, bc = q[:, :, start:stop], k[:, :, start:stop], v[:, :, start:stop], beta[:, :, start:stop]
-        length = stop - start
-        # pseudo-values: u_t + β_t Σ_{i<t} (k_t·k_i) u_i = β_t (v_t − W_0 k_t), a unit lower-triangular system
-        rhs = bc * (vc - kc @ w.transpose(-1, -2))  # (B, heads, C, d)
+    for begin in range(0, steps, chunk):
+        stop = min(begin + chunk, steps)
+        length = stop - begin
+        qc, kc, vc, bc = q[:, :, begin:stop], k[:, :, begin:stop], v[:, :, begin:stop], beta[:, :, begin:stop]
+        causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        if starts_bm is None:
+            live = causal.expand(batch, 1, length, length)
+            clean = torch.ones(batch, 1, length, 1, dtype=torch.bool, device=q.device)
+        else:
+            count = starts_bm[:, begin:stop].long().cumsum(-1)  # starts in [chunk start, t], (B, C)
+            live = ((count.unsqueeze(-1) == count.unsqueeze(-2)) & causal).unsqueeze(1)  # (B, 1, C, C)
+            clean = (count == 0).reshape(batch, 1, length, 1)
+        live = live.to(q.dtype)
+        entering = torch.where(clean, kc @ w.transpose(-1, -2), zero)  # W_0 k_t where W_0 reaches step t
+        # pseudo-values: u_t + β_t Σ_{i<t, live} (k_t·k_i) u_i = β_t (v_t − W_0 k_t), unit lower-triangular
+        rhs = bc * (vc - entering)  # (B, heads, C, d)
         if length > 1:
-            lower = torch.tril(kc @ kc.transpose(-1, -2), diagonal=-1) * bc  # row t scaled by β_t
-            eye = torch.eye(length, dtype=q.dtype, device=q.device)
-            u = torch.linalg.solve_triangular(eye + lower, rhs, upper=False, unitriangular=True)
-            y = qc @ w.transpose(-1, -2) + torch.tril(qc @ kc.transpose(-1, -2)) @ u
+            strict = live * (1 - torch.eye(length, dtype=q.dtype, device=q.device))
+            system = torch.eye(length, dtype=q.dtype, device=q.device) + (kc @ kc.transpose(-1, -2)) * strict * bc
+            u = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
         else:  # one step: the recurrence itself
             u = rhs
-            y = qc @ w.transpose(-1, -2) + (qc * kc).sum(-1, keepdim=True) * u
-        w = w + u.transpose(-1, -2) @ kc
+        y = torch.where(clean, qc @ w.transpose(-1, -2), zero) + ((qc @ kc.transpose(-1, -2)) * live) @ u
+        w = torch.where(clean[:, :, -1:], w, zero) + (u * live[:, :, -1].unsqueeze(-1)).transpose(-1, -2) @ kc
         outputs.append(y)
     return torch.cat(outputs, dim=2), w
 
 
-class FwpLayer(nn.Module):
-    """One fast weight layer: ``forward(x (T, B, I), state (B, H·D))`` → ``(out (T, B, H), state)``;
-    the state is the fast weights ``W`` (B, heads, d, D), flat."""
+class FwpLayer(ScanLayer):
+    """One fast weight layer: ``forward(x (T, B, I), state (B, H·D), starts (T, B) | None)`` →
+    ``(out (T, B, H), state)``; the state is the fast weights ``W`` (B, heads, d, D), flat."""
 
     def __init__(
         self, input_size: int, hidden_size: int, head_dim: int | None = None, feature_map: str = "dpfp",
         nu: int = 1, chunk: int = 16,
     ) -> None:
         super().__init__()
-        head_dim = int(head_dim or min(16, hidden_size))
+        head_dim = int(min(16, hidden_size) if head_dim is None else head_dim)
         if head_dim < 1 or hidden_size % head_dim:
             raise TorsoError(
                 f"fwp needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}); pass head_dim=... that divides the width"
@@ -134,7 +158,7 @@ class FwpLayer(nn.Module):
         """φ: (..., d) → (..., D), sum-normalised."""
         return sum_normalised(dpfp(z, self.nu) if self.feature_map == "dpfp" else F.relu(z))
 
-    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, state: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         heads, d, width = self.heads, self.head_dim, self.hidden_size
         q, k, v, beta = self.proj(x).split([width, width, width, heads], dim=-1)
@@ -144,35 +168,18 @@ class FwpLayer(nn.Module):
 
         q, k = self.features(head_major(q)), self.features(head_major(k))
         w0 = state.reshape(batch, heads, d, self.feature_dim)
-        y, w = delta_rule_chunked(q, k, head_major(v), torch.sigmoid(head_major(beta)), w0, self.chunk)
+        y, w = delta_rule_chunked(q, k, head_major(v), torch.sigmoid(head_major(beta)), w0, starts, self.chunk)
         out = y.permute(2, 0, 1, 3).reshape(steps, batch, width) + self.shortcut(x)
         return out, w.reshape(batch, self.state_size)
 
 
-class FwpTorso(StackedTorso):
-    """``num_layers`` fast weight layers of width ``hidden_size``; flat state: the fast weights of every
-    head and layer.
+class FwpTorso(ScanTorso):
+    """``num_layers`` fast weight layers of width ``hidden_size``; options ``head_dim`` (default
+    ``min(16, hidden_size)``, must divide it), ``feature_map`` (``"dpfp"``, the paper's, or ``"relu"``,
+    POPGym's), ``nu`` (DPFP's ν: feature width ``2·head_dim·ν``), ``chunk`` (steps per chunk). Flat state:
+    the fast weights of every head and layer."""
 
-    Args:
-        head_dim: units per head (default ``min(16, hidden_size)``; must divide ``hidden_size``).
-        feature_map: ``"dpfp"`` (default, the paper's) or ``"relu"`` (POPGym's).
-        nu: DPFP's ν (feature width ``2·head_dim·ν``).
-        chunk: steps per chunk of the chunkwise delta rule.
-        dropout: dropout between layers, like ``nn.LSTM``'s.
-    """
+    layer_options = ("head_dim", "feature_map", "nu", "chunk")
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        head_dim: int | None = None,
-        feature_map: str = "dpfp",
-        nu: int = 1,
-        chunk: int = 16,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, dropout,
-            lambda width: FwpLayer(width, int(hidden_size), head_dim, feature_map, nu, chunk),
-        )  # fmt: skip
+    def make_layer(self, input_size: int, hidden_size: int, **layer_kwargs: Any) -> ScanLayer:
+        return FwpLayer(input_size, hidden_size, **layer_kwargs)

@@ -77,7 +77,7 @@ class LmuLayer(nn.Module):
         learn_a: bool = False, learn_b: bool = False,
     ) -> None:
         super().__init__()
-        d = int(memory_size or hidden_size)
+        d = int(hidden_size if memory_size is None else memory_size)
         if d < 1 or not float(theta) > 0:
             raise TorsoError(f"lmu needs memory_size >= 1 and theta > 0 (the window in steps), got memory_size={memory_size}, theta={theta}")
         self.hidden_size, self.memory_size, self.theta = hidden_size, d, float(theta)

@@ -65,7 +65,7 @@ class S4dLayer(ScanLayer):
         self, input_size: int, hidden_size: int, state_dim: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1,
     ) -> None:
         super().__init__()
-        n = int(state_dim or default_state_dim(hidden_size))
+        n = int(default_state_dim(hidden_size) if state_dim is None else state_dim)
         if n < 2 or n % 2 or not 0 < dt_min <= dt_max:
             raise TorsoError(
                 f"s4d needs an even state_dim >= 2 (N real states, N/2 complex modes) and 0 < dt_min <= dt_max; got "
@@ -89,16 +89,19 @@ class S4dLayer(ScanLayer):
         a_bar = torch.exp(a * torch.exp(self.log_dt).unsqueeze(-1))
         return a_bar, torch.view_as_complex(self.B) * (a_bar - 1) / a
 
-    def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
-        steps, batch, _ = x.shape
+    def ssm(self, u: Tensor, s0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The H SISO systems: ``u`` (T, B, H), ``s0`` (B, H, N/2) complex → ``y`` (T, B, H) and every
+        step's state (T, B, H, N/2) complex."""
         h, modes = self.hidden_size, self.modes
-        u = self.encoder(x)  # (T, B, H)
         a_bar, b_bar = self.discretised()
-        s = linear_scan(a_bar.reshape(1, 1, h, modes), b_bar * u.unsqueeze(-1), complex_from_flat(h0, h, modes), starts)
+        s = linear_scan(a_bar.reshape(1, 1, h, modes), b_bar * u.unsqueeze(-1), s0, starts)
         # 2·Re(Σ_n C s) = 2 Σ_n (C_re s_re − C_im s_im), per channel
-        c = self.C
         s_parts = torch.view_as_real(s)  # (T, B, H, N/2, 2)
-        y = 2 * (s_parts[..., 0] * c[..., 0] - s_parts[..., 1] * c[..., 1]).sum(-1) + self.D * u
+        y = 2 * (s_parts[..., 0] * self.C[..., 0] - s_parts[..., 1] * self.C[..., 1]).sum(-1) + self.D * u
+        return y, s
+
+    def forward(self, x: Tensor, h0: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
+        y, s = self.ssm(self.encoder(x), complex_from_flat(h0, self.hidden_size, self.modes), starts)
         return F.glu(self.output(F.gelu(y)), dim=-1), flat_from_complex(s[-1])
 
 
