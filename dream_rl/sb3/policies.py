@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
+import re
+from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
@@ -37,7 +41,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from dream_rl.errors import DREAMError
+from dream_rl.errors import DREAMError, PolicyError
 from dream_rl.torsos import TORSOS, RecurrentTorso
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "MultiInputLstmTorsoPolicy",
     "POLICIES",
     "check_observation",
+    "check_positive_int",
 ]
 
 LstmStates = tuple[th.Tensor, th.Tensor]
@@ -104,6 +109,32 @@ def check_observation(obs: th.Tensor | dict[str, th.Tensor]) -> None:
         )
 
 
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive integer (Python or NumPy; not a bool, a float or a string),
+    else a :class:`PolicyError` naming the argument ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise PolicyError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _torso_keys(keys: Any, prefix: str) -> set[str]:
+    """The parameter names under ``prefix`` with every layer index replaced by ``#`` (a signature of the torso)."""
+    return {re.sub(r"\d+", "#", key[len(prefix) :]) for key in keys if key.startswith(prefix)}
+
+
+def _identify_torso(keys: set[str]) -> str | None:
+    """The registered torso whose parameter names (layer indices aside) are ``keys``, if exactly one is."""
+    matches = []
+    for name, torso_class in TORSOS.items():
+        try:
+            candidate = torso_class(2, 8, 2, **TORSO_RL_DEFAULTS.get(name, {}))
+        except Exception:  # noqa: BLE001 - a torso that cannot be built at this size is no candidate
+            continue
+        if _torso_keys(candidate.state_dict(), "") == keys:
+            matches.append(name)
+    return matches[0] if len(matches) == 1 else None
+
+
 class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
     """RecurrentPPO policy whose actor (and critic) memory is a :class:`RecurrentTorso`.
 
@@ -143,7 +174,13 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
         torso: str = "lstm",
         torso_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if torso not in TORSOS:
+        # SB3's MlpLstmPolicy would truncate 2.5 or fail late on "8": refuse them before anything is built
+        lstm_hidden_size = check_positive_int("lstm_hidden_size", lstm_hidden_size)
+        n_lstm_layers = check_positive_int("n_lstm_layers", n_lstm_layers)
+        for name, mapping in (("torso_kwargs", torso_kwargs), ("lstm_kwargs", lstm_kwargs)):
+            if mapping is not None and not isinstance(mapping, dict):
+                raise PolicyError(f"{name} must be a dict of the torso's options, got {type(mapping).__name__}")
+        if not isinstance(torso, str) or torso not in TORSOS:
             close = difflib.get_close_matches(str(torso), TORSOS, n=1)
             raise DREAMError(
                 f"unknown torso {torso!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
@@ -195,10 +232,6 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
         assert not (shared_lstm and not self.share_features_extractor), (
             "If the features extractor is not shared, the LSTM cannot be shared."
         )
-        if self.lstm_hidden_size < 1 or self.n_lstm_layers < 1:
-            raise DREAMError(
-                f"lstm_hidden_size and n_lstm_layers must be >= 1, got {lstm_hidden_size} and {n_lstm_layers}"
-            )
 
         features_dim = int(self.features_dim)
         self.lstm_actor = PackedStateTorso(self.make_torso(features_dim))
@@ -210,6 +243,8 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
             self.critic = nn.Linear(features_dim, self.lstm_output_dim)
         if enable_critic_lstm:
             self.lstm_critic = PackedStateTorso(self.make_torso(features_dim))
+        # The torso's name, saved with the parameters: a checkpoint of another torso is refused by name
+        self.register_buffer("torso_tag", th.tensor(list(self.torso_name.encode()), dtype=th.uint8))
         # the optimizer built by ActorCriticPolicy does not know the torsos: rebuild it
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -231,6 +266,107 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
     def evaluate_actions(self, obs: Any, *args: Any, **kwargs: Any) -> Any:
         check_observation(obs)
         return super().evaluate_actions(obs, *args, **kwargs)
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """sb3-contrib's ``predict``; a ``state`` that is not the pair ``(h, c)`` it returned is a
+        :class:`PolicyError` (its shapes and finiteness are checked against the observation in :meth:`_predict`)."""
+        if state is not None:
+            pair = isinstance(state, (tuple, list)) and len(state) == 2
+            if not pair or not all(isinstance(part, (np.ndarray, th.Tensor)) for part in state):
+                raise PolicyError(
+                    f"predict expects state as the pair (h, c) of arrays the last predict returned, got "
+                    f"{type(state).__name__}" + (f" of {len(state)}" if isinstance(state, (tuple, list)) else "")
+                    + "; pass None to start from the initial state"
+                )
+        return super().predict(observation, state, episode_start, deterministic)
+
+    def _predict(  # type: ignore[override]
+        self,
+        observation: th.Tensor | dict[str, th.Tensor],
+        lstm_states: LstmStates,
+        episode_starts: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
+        self._check_predict_state(observation, lstm_states, episode_starts)
+        return super()._predict(observation, lstm_states, episode_starts, deterministic)
+
+    def _check_predict_state(
+        self, observation: th.Tensor | dict[str, th.Tensor], lstm_states: LstmStates, episode_starts: th.Tensor
+    ) -> None:
+        """The state given to ``predict``: two arrays of shape (1, n_envs, hidden), finite wherever the
+        episode goes on (an episode start resets the state by selection, so any values there are dropped)."""
+        first = next(iter(observation.values())) if isinstance(observation, dict) else observation
+        n_envs = first.shape[0]
+        expected = (1, n_envs, self.lstm_actor.hidden_size)
+        shapes = [tuple(part.shape) for part in lstm_states]
+        if any(shape != expected for shape in shapes):
+            raise PolicyError(
+                f"predict got a state of shapes {shapes[0]} and {shapes[1]} for {n_envs} observation(s), expected "
+                f"two arrays of shape {expected} (1, n_envs, hidden); pass the state the last predict returned for "
+                "these envs, or None to start afresh"
+            )
+        going_on = episode_starts.reshape(-1) == 0  # (n_envs,)
+        bad = th.zeros(n_envs, dtype=th.bool, device=going_on.device)
+        for part in lstm_states:
+            bad |= ~th.isfinite(part[0]).all(dim=1)
+        bad &= going_on
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten().tolist()
+            raise PolicyError(
+                f"predict got a non-finite state (NaN or inf) at env index {rows[0]}"
+                + (f" (and {len(rows) - 1} more)" if len(rows) > 1 else "")
+                + "; pass the state the last predict returned, or set episode_start=True there to start afresh"
+            )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, with a checkpoint of another torso (or other sizes) refused in one
+        :class:`PolicyError` line naming both (RecurrentPPO's ``load`` and ``set_parameters`` come here)."""
+        tag = state_dict.get("torso_tag")
+        if isinstance(tag, th.Tensor):
+            saved = bytes(tag.to(th.uint8).tolist()).decode(errors="replace")
+            if saved != self.torso_name:
+                raise PolicyError(
+                    f"this checkpoint's memory is the {saved!r} torso, this policy's torso is {self.torso_name!r}; "
+                    f"load it into a policy built with torso={saved!r} (RecurrentPPO.load builds one from the "
+                    "saved policy_kwargs)"
+                )
+        elif tag is None:  # written before the tag existed (dream-rl 0.1): keys and shapes decide
+            with_tag = OrderedDict(state_dict)
+            if hasattr(state_dict, "_metadata"):
+                with_tag._metadata = state_dict._metadata  # type: ignore[attr-defined]
+            with_tag["torso_tag"] = self.torso_tag
+            state_dict = with_tag
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as error:
+            raise self._checkpoint_mismatch(state_dict, error) from None
+
+    def _checkpoint_mismatch(self, state_dict: Any, error: RuntimeError) -> PolicyError:
+        prefix = "lstm_actor.torso."
+        theirs, ours = _torso_keys(state_dict, prefix), _torso_keys(self.state_dict(), prefix)
+        if theirs != ours:
+            saved = _identify_torso(theirs) if theirs else None
+            saved_name = repr(saved) if saved else "another torso (or other torso options)"
+            if any(key.startswith("lstm_actor.weight_") for key in state_dict):
+                saved_name = "sb3-contrib's nn.LSTM (MlpLstmPolicy)"
+            fix = f"torso={saved!r}" if saved else "the torso and torso_kwargs it was saved with"
+            return PolicyError(
+                f"this checkpoint's memory is {saved_name}, this policy's torso is {self.torso_name!r}; load it "
+                f"into a policy built with {fix} (RecurrentPPO.load builds one from the saved policy_kwargs)"
+            )
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        return PolicyError(
+            f"this checkpoint does not fit this {self.torso_name!r} policy: "
+            + (details[0] if details else str(error).strip())
+            + " (it was saved with other sizes, torso options or another torso: lstm_hidden_size, n_lstm_layers, "
+            "net_arch, torso_kwargs)"
+        )
 
     def make_torso(self, input_size: int) -> RecurrentTorso:
         """One memory of width ``lstm_hidden_size`` over ``input_size`` features."""

@@ -26,6 +26,11 @@ window, as in Transformer-XL).
 Defaults: ``window=16``, ``attention_size=32`` (the width ``d`` of q, k, v), ``num_heads=4``,
 ``gating=True``, ``feedforward=True`` (MLP width ``2·H``), ``dropout=0`` between layers.
 State size: ``L·2d + 1`` per layer, independent of the width: 1025 floats at width 64 with the defaults.
+Call memory: a call over ``T`` steps scores every query against ``L + T`` keys, ``B·heads·T·(L+T)``
+floats per layer (quadratic in ``T``: 22.5 GB for one sequence of 20,000 steps). A longer call is run as
+consecutive calls of at most :meth:`SelfAttentionTorso.max_steps` steps, whose scores fit
+``max_attention_bytes`` (64 MiB); the window in the state carries the keys and values across, so the
+result is the same as one call's.
 Buffer memory: RecurrentPPO stores the state of the actor's and the critic's memory for every step of a
 rollout, ``n_steps · n_envs · 2 · (L·2d + 1) · 4`` bytes: 8.4 MB at ``n_steps=128, n_envs=8`` (an LSTM of
 width 64: 1 MB). Cost per step is ``O(L·d)``; a training sequence is ``O(T·(L+T)·d)``.
@@ -188,9 +193,34 @@ class SelfAttentionTorso(StackedTorso):
             ),
         )  # fmt: skip
 
+    # The most memory one call's attention scores may take; longer calls run in consecutive parts.
+    max_attention_bytes: int = 64 * 2**20
+
+    def max_steps(self, batch: int, dtype: torch.dtype = torch.float32) -> int:
+        """The longest call whose scores, ``batch·heads·T·(L+T)`` elements of ``dtype``, fit
+        :attr:`max_attention_bytes` (at least 1)."""
+        layer = self.layers[0]
+        budget = self.max_attention_bytes / (max(batch, 1) * layer.num_heads * torch.finfo(dtype).bits / 8)
+        window = layer.window
+        return max(1, int((math.sqrt(window * window + 4 * budget) - window) / 2))  # T·(L+T) <= budget
+
     def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self.run_layers(features, state, None)
+        return self._in_parts(features, state, None)
 
     def run_with_resets(self, features: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
-        # A start at step 0 hides the whole window; selecting zeros also drops non-finite values there.
-        return self.run_layers(features, reset_where(state, starts[0]), starts)
+        return self._in_parts(features, state, starts)
+
+    def _in_parts(self, features: Tensor, state: Tensor, starts: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One call per part of at most :meth:`max_steps` steps, each from the state the last one left."""
+        part = self.max_steps(features.shape[1], features.dtype)
+        outputs = []
+        for begin in range(0, features.shape[0], part):
+            x = features[begin : begin + part]
+            if starts is None:
+                out, state = self.run_layers(x, state, None)
+            else:
+                # A start at step 0 hides the whole window; selecting zeros also drops non-finite values there.
+                part_starts = starts[begin : begin + part]
+                out, state = self.run_layers(x, reset_where(state, part_starts[0]), part_starts)
+            outputs.append(out)
+        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), state
