@@ -17,13 +17,54 @@ from dream_rl.dream.cell import DREAMCell, StepInternals
 from dream_rl.dream.config import DREAMConfig
 from dream_rl.errors import DREAMError
 from dream_rl.dream.state import DREAMState
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.base import StackedTorso
 
-__all__ = ["DreamTorso"]
+__all__ = ["DreamLayer", "DreamTorso"]
 
 
-class DreamTorso(RecurrentTorso):
-    """``num_layers`` DREAM cells of ``hidden_size`` units, each feeding the next.
+class DreamLayer(nn.Module):
+    """One DREAM cell over a flat state: the layer :class:`DreamTorso` stacks.
+
+    ``layer(x (T, B, in), flat (B, state_size))`` → ``(out (T, B, H), flat (B, state_size))``, with
+    ``state_size = DREAMState.flat_size(config)``. When ``monitor`` is set, single-step calls also
+    accumulate the per-sample internals (surprise, τ_eff, ‖U‖) for :meth:`DreamTorso.pop_internals`.
+    """
+
+    def __init__(self, config: DREAMConfig) -> None:
+        super().__init__()
+        self.cell = DREAMCell(config)
+        self.state_size = DREAMState.flat_size(config)
+        self.monitor = False
+        self._internals_sum: Tensor | None = None  # (3,) sums of the per-step means
+        self._internals_count = 0
+
+    def forward(self, x: Tensor, flat: Tensor) -> tuple[Tensor, Tensor]:
+        config = self.cell.config
+        state = DREAMState.from_flat(flat, config)
+        if self.monitor and x.shape[0] == 1:
+            h, state, internals = self.cell.step(x[0], state)
+            self._record(internals)
+            out = h.unsqueeze(0)
+        else:
+            out, state = self.cell.run_time_major(x, state)
+        return out, state.to_flat(config)
+
+    def _record(self, internals: StepInternals) -> None:
+        means = torch.stack([value.detach().mean() for value in internals])  # (3,)
+        self._internals_sum = means if self._internals_sum is None else self._internals_sum + means
+        self._internals_count += 1
+
+    def pop_internals(self) -> dict[str, float]:
+        if self._internals_sum is None:
+            return {}
+        means = (self._internals_sum / self._internals_count).tolist()
+        self._internals_sum, self._internals_count = None, 0
+        return dict(zip(StepInternals._fields, means))
+
+
+class DreamTorso(StackedTorso):
+    """``num_layers`` DREAM cells of ``hidden_size`` units, each feeding the next (:class:`DreamLayer` s
+    stacked by :class:`~dream_rl.torsos.base.StackedTorso`).
 
     The flat state concatenates the layers' :meth:`DREAMState.to_flat` vectors.
 
@@ -39,56 +80,43 @@ class DreamTorso(RecurrentTorso):
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, **dream_kwargs: Any
     ) -> None:
-        super().__init__()
         _check_dream_kwargs(dream_kwargs)
         dream_kwargs.setdefault("rank", min(16, int(hidden_size)))
-        self.input_size, self.output_size = int(input_size), int(hidden_size)
-        self.cells = nn.ModuleList(
-            DREAMCell(DREAMConfig(input_dim=width, hidden_dim=self.output_size, **dream_kwargs))
-            for width in [self.input_size] + [self.output_size] * (int(num_layers) - 1)
+        super().__init__(
+            input_size, hidden_size, num_layers, dropout,
+            lambda width: DreamLayer(DREAMConfig(input_dim=width, hidden_dim=int(hidden_size), **dream_kwargs)),
         )
-        self.dropout = nn.Dropout(dropout)
-        self.layer_sizes = [DREAMState.flat_size(cell.config) for cell in self.cells]
-        self.state_size = sum(self.layer_sizes)
-        # Monitoring (not state): when `monitor` is set, single-step calls accumulate the
-        # per-sample internals of the first layer; `pop_internals` returns their means.
-        self.monitor = False
-        self._internals_sum: Tensor | None = None
-        self._internals_count = 0
+        # checkpoints of release 0.1 name the cells "cells.<i>.<param>": read them as "layers.<i>.cell.<param>"
+        self._register_load_state_dict_pre_hook(_rename_0_1_keys)
+
+    @property
+    def cells(self) -> list[DREAMCell]:
+        """The layers' cells, first to last."""
+        return [layer.cell for layer in self.layers]
 
     @property
     def config(self) -> DREAMConfig:
         """The first layer's configuration (all layers share it but for ``input_dim``)."""
-        return self.cells[0].config
+        return self.layers[0].cell.config
 
-    def run(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        x = features
-        new_states = []
-        for index, (cell, flat) in enumerate(zip(self.cells, torch.split(state, self.layer_sizes, dim=1))):
-            if index > 0:
-                x = self.dropout(x)
-            layer_state = DREAMState.from_flat(flat, cell.config)
-            if self.monitor and index == 0 and x.shape[0] == 1:
-                h, layer_state, internals = cell.step(x[0], layer_state)
-                self._record(internals)
-                x = h.unsqueeze(0)
-            else:
-                x, layer_state = cell.run_time_major(x, layer_state)
-            new_states.append(layer_state.to_flat(cell.config))
-        return x, torch.cat(new_states, dim=1)
+    @property
+    def monitor(self) -> bool:
+        """Whether single-step calls record the first layer's internals (see :meth:`pop_internals`)."""
+        return self.layers[0].monitor
 
-    def _record(self, internals: StepInternals) -> None:
-        means = torch.stack([value.detach().mean() for value in internals])  # (3,)
-        self._internals_sum = means if self._internals_sum is None else self._internals_sum + means
-        self._internals_count += 1
+    @monitor.setter
+    def monitor(self, value: bool) -> None:
+        self.layers[0].monitor = bool(value)
 
     def pop_internals(self) -> dict[str, float]:
-        """Means of the internals recorded since the last call (empty if none), then forget them."""
-        if self._internals_sum is None:
-            return {}
-        means = (self._internals_sum / self._internals_count).tolist()
-        self._internals_sum, self._internals_count = None, 0
-        return dict(zip(StepInternals._fields, means))
+        """Means of the first layer's internals recorded since the last call (empty if none), then forget them."""
+        return self.layers[0].pop_internals()
+
+
+def _rename_0_1_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    for key in [key for key in state_dict if key.startswith(prefix + "cells.")]:
+        index, rest = key[len(prefix) + len("cells."):].split(".", 1)
+        state_dict[f"{prefix}layers.{index}.cell.{rest}"] = state_dict.pop(key)
 
 
 def _check_dream_kwargs(dream_kwargs: dict[str, Any]) -> None:
