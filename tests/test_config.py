@@ -33,7 +33,7 @@ SEED_DEFAULTS = {
 }
 SEED_TYPES = {"input_dim": int, "hidden_dim": int, "rank": int, "ltc_enabled": bool}
 # This project's options come after the seed's fields, each defaulting to the specified behaviour.
-PROJECT_DEFAULTS = {"ltc_tau_spread": 1.0}
+PROJECT_DEFAULTS = {"ltc_tau_spread": 1.0, "fast_weights": True, "surprise_gating": True, "error_injection": True}
 
 # The configuration guide (seed 002), written out independently of dream_rl.dream.config.PRESETS.
 # ASR merges the "Quick presets" block with the "Speech Recognition" task block (they agree).

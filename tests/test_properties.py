@@ -52,9 +52,10 @@ def test_any_field_values_construct_or_raise_dream_error(values):
     for name in ("input_dim", "hidden_dim", "rank"):
         assert type(getattr(cfg, name)) is int and getattr(cfg, name) >= 1
     assert cfg.rank <= cfg.hidden_dim
-    assert type(cfg.ltc_enabled) is bool
+    switches = ("ltc_enabled", "fast_weights", "surprise_gating", "error_injection")
+    assert all(type(getattr(cfg, name)) is bool for name in switches)
     for name in FIELDS:
-        if name not in ("input_dim", "hidden_dim", "rank", "ltc_enabled"):
+        if name not in ("input_dim", "hidden_dim", "rank", *switches):
             value = getattr(cfg, name)
             assert type(value) is float and math.isfinite(value) and abs(value) <= 3.4028234663852886e38
     assert dataclasses.replace(cfg) == cfg  # re-validating a valid config keeps it
@@ -144,6 +145,7 @@ def torso_cases(draw):
         num_layers=draw(st.integers(1, 2)),
         rank=draw(st.integers(1, hidden)),
         ltc_enabled=draw(st.booleans()),
+        switches={name: draw(st.booleans()) for name in ("fast_weights", "surprise_gating", "error_injection")},
         batch=draw(st.integers(1, 4)),
         steps=draw(st.integers(1, 6)),
         seed=draw(st.integers(0, 2**31 - 1)),
@@ -153,7 +155,7 @@ def torso_cases(draw):
 def build(case):
     torch.manual_seed(case["seed"])
     torso = DreamTorso(case["input_size"], case["hidden_size"], case["num_layers"], rank=case["rank"],
-                       ltc_enabled=case["ltc_enabled"]).double()
+                       ltc_enabled=case["ltc_enabled"], **case["switches"]).double()
     g = torch.Generator().manual_seed(case["seed"])
     x = torch.randn(case["steps"], case["batch"], case["input_size"], generator=g, dtype=torch.float64)
     return torso, x

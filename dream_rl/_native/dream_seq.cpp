@@ -1,10 +1,14 @@
 // Whole-sequence DREAM kernels (forward and hand-written backward), CPU, float32 and float64.
 //
-// The same algorithm as the pure-PyTorch kernel in dream_rl/fast_sequence.py (_TorchKernel), which
-// is the readable version; DREAMCell.step (dream_rl/cell.py) is the reference both are tested
-// against. Compiled on first use by dream_rl/_native.py and called through ctypes: no Python or
-// torch headers, every tensor is a contiguous buffer owned by the caller, whose shapes, dtypes and
-// devices the caller has checked (_native.py) -- this file trusts the dims it is handed.
+// The same algorithm as the pure-PyTorch kernel in dream_rl/dream/kernels/torch_kernel.py (_TorchKernel),
+// which is the readable version; DREAMCell.step (dream_rl/dream/cell.py) is the reference both are
+// tested against. Compiled on first use by dream_rl/_native/build.py, called through ctypes by
+// dream_rl/dream/kernels/native.py: no Python or torch headers, every tensor is a contiguous buffer
+// owned by the caller, whose shapes, dtypes and devices the caller has checked (native.py) -- this
+// file trusts the dims it is handed.
+//
+// Ablations (DREAMConfig): surprise_gating is the `gating` flag below; without fast weights or error
+// injection the caller hands zeros for eta or W, which removes the term exactly.
 //
 // Layouts (row-major, contiguous): x (T,B,I), Bm = weight_in (H,I), b (H),
 // R (H,H), C (I,H), W (H,I), V (I,r), state U and U_target (B,H,r), scalars (T,B,NSC).
@@ -42,6 +46,7 @@ constexpr int SC_S = 0, SC_Z = 1, SC_ENT = 2, SC_NSQ = 3, SC_C = 4, SC_M = 5, SC
 
 struct Config {
   double dt, lam, alpha, gamma, beta, beta_s, target_norm, kappa, zeta, min_sleep, log_2pi_e;
+  bool gating;  // false: the surprise_gating ablation, S = 1 (a constant)
 };
 
 // Explicit SIMD through GCC/Clang vector extensions: 64 bytes (16 floats / 8 doubles) where AVX-512
@@ -351,6 +356,7 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
     const T one_bs = T(1.0 - k.beta_s), bs = T(k.beta_s), tn = T(k.target_norm), kap = T(k.kappa);
     const T eps = T(kEps), eps2 = T(kEps * kEps), zeta = T(k.zeta), scale = scale_;
     const T log_2pi_e = T(k.log_2pi_e), alpha = T(k.alpha), gamma = T(k.gamma), min_sleep = T(k.min_sleep);
+    const bool gating = k.gating;
     const int64_t nb = b1 - b0;
     std::vector<T> U(nb * Hr), Ut(nb * Hr);  // (nb, r, H), updated in place
     transpose_batch(U0 + b0 * Hr, U.data(), nb, H, r);
@@ -403,7 +409,7 @@ void forward_impl(const Dims& d, const Config& k, void* const* p) {
         const T n = z / (T(1) + z);
         const T ent = T(0.5) * (log_2pi_e + std::log(vsum / T(I) + eps));
         const T thr = at[b] * (T(1) + alpha * T(clamp(ent, 0.0, 2.0)));
-        const T S = T(1) / (T(1) + std::exp(-(n - thr) / gamma));
+        const T S = gating ? T(1) / (T(1) + std::exp(-(n - thr) / gamma)) : T(1);
         // 6. Hebbian write toward the target (U' written over U); 7. homeostasis
         filter(e.data(), V, I, r, ef.data());
 #pragma omp simd
@@ -741,7 +747,7 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
           ge[i] += acc;
         }
         // 5-3. surprise, threshold, entropy
-        const T g_y = gS * S * (T(1) - S) / gamma;
+        const T g_y = k.gating ? gS * S * (T(1) - S) / gamma : T(0);  // S = 1 without gating: a constant
         gn += g_y;
         const T g_thr = -g_y;
         gat_new += g_thr * (T(1) + alpha * T(clamp(ent, 0.0, 2.0)));
@@ -820,15 +826,16 @@ void backward_impl(const Dims& d, const Config& k, void* const* p) {
 }
 
 Config read_config(const double* cfg) {
-  return Config{cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6], cfg[7], cfg[8], cfg[9], cfg[10]};
+  return Config{cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6], cfg[7], cfg[8], cfg[9], cfg[10], cfg[11] != 0.0};
 }
 
 }  // namespace
 
 extern "C" {
 
-// dims: T, B, I, H, r, save, ltc, K, threads; cfg: dt, λ, α, γ, β, β_s, target_norm, κ, ζ, min_sleep, log(2πe).
-int dream_seq_abi_version() { return 5; }
+// dims: T, B, I, H, r, save, ltc, K, threads; cfg: dt, λ, α, γ, β, β_s, target_norm, κ, ζ, min_sleep, log(2πe),
+// surprise gating (1 or 0).
+int dream_seq_abi_version() { return 6; }
 void dream_seq_forward_f32(const int64_t* dims, const double* cfg, void* const* p) {
   forward_impl<float>(read_dims(dims), read_config(cfg), p);
 }

@@ -13,7 +13,10 @@ and is the reference every faster path is checked against. Choices made where th
   ``U' = 0`` is otherwise 0/0);
 - ``R`` is initialised orthogonal with gain 0.5, so the untrained recurrence is contractive;
 - with ``ltc_enabled=False`` the monitored time constant is reported as 0 (``h_new = h*`` is the
-  ``τ_eff → 0`` limit).
+  ``τ_eff → 0`` limit);
+- the ablation switches of :class:`DREAMConfig` (``fast_weights``, ``surprise_gating``,
+  ``error_injection``) drop their term from the equations (``S`` becomes the constant 1): a parameter
+  that no longer enters (``η``, ``W``) gets no gradient, as ``log τ_sys`` without LTC.
 
 The cell has no mode-dependent behaviour: train and eval mode compute the same function.
 
@@ -194,13 +197,19 @@ class DREAMCell(nn.Module):
         # 3-5. uncertainty raises the habituated threshold; surprise is a soft comparison
         entropy = (0.5 * (_LOG_2PI_E + torch.log(state.error_var.mean(dim=1) + EPS))).clamp(0.0, 2.0)
         threshold = state.adaptive_tau * (1.0 + cfg.entropy_influence * entropy)  # (B,)
-        S = torch.sigmoid((novelty - threshold) / cfg.surprise_temperature)  # (B,)
+        if cfg.surprise_gating:
+            S = torch.sigmoid((novelty - threshold) / cfg.surprise_temperature)  # (B,)
+        else:  # ablation: every step is fully surprising, a constant (no gradient into the statistics)
+            S = torch.ones_like(novelty)
 
         # 6. surprise-gated Hebbian write, forgetting toward the consolidated target
-        e_filtered = e @ V  # Vᵀe: (B, r)
-        gate = self.plasticity.unsqueeze(0) * S.unsqueeze(1)  # (B, H)
-        hebbian = (gate * h).unsqueeze(2) * e_filtered.unsqueeze(1)  # (B, H, r)
-        U_prime = U + dt * (-cfg.forgetting_rate * (U - U_target) + hebbian)
+        if cfg.fast_weights:
+            e_filtered = e @ V  # Vᵀe: (B, r)
+            gate = self.plasticity.unsqueeze(0) * S.unsqueeze(1)  # (B, H)
+            hebbian = (gate * h).unsqueeze(2) * e_filtered.unsqueeze(1)  # (B, H, r)
+            U_prime = U + dt * (-cfg.forgetting_rate * (U - U_target) + hebbian)
+        else:  # ablation: no Hebbian write, U only relaxes toward U_target
+            U_prime = U + dt * (-cfg.forgetting_rate * (U - U_target))
 
         # 7. homeostasis: shrink toward the target norm, by κ of the way
         norm = (U_prime * U_prime).sum(dim=(1, 2)).clamp_min(EPS * EPS).sqrt()  # (B,)
@@ -209,13 +218,10 @@ class DREAMCell(nn.Module):
 
         # 8. drive: input, recurrence, surprise-weighted error, fast-weight read-out, bias
         x_filtered = x @ V  # Vᵀx: (B, r)
-        drive = (
-            x @ self.weight_in.T
-            + h @ self.weight_rec.T
-            + (S.unsqueeze(1) * e) @ self.weight_err.T
-            + torch.bmm(U_new, x_filtered.unsqueeze(2)).squeeze(2)
-            + self.bias
-        )  # (B, H)
+        drive = x @ self.weight_in.T + h @ self.weight_rec.T
+        if cfg.error_injection:
+            drive = drive + (S.unsqueeze(1) * e) @ self.weight_err.T
+        drive = drive + torch.bmm(U_new, x_filtered.unsqueeze(2)).squeeze(2) + self.bias  # (B, H)
         h_target = torch.tanh(drive)
 
         # 9. liquid time constant: surprise shortens τ, so novel input is integrated faster

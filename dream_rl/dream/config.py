@@ -1,5 +1,5 @@
-"""DREAM configuration: the 18 hyper-parameters of a cell (and one option of this project, which defaults
-to the specified behaviour), validated on construction, and named presets.
+"""DREAM configuration: the 18 hyper-parameters of a cell (and this project's options, whose defaults
+are the specified behaviour), validated on construction, and named presets.
 
 A :class:`DREAMConfig` is immutable (a frozen dataclass): the kernels read it on every call, so a field
 changed after validation could hand them a value they cannot compute with (or a ``rank`` that no longer
@@ -51,10 +51,23 @@ class DREAMConfig:
         ltc_enabled: integrate with a surprise-modulated time constant (False: plain RNN step).
         ltc_tau_sys: initial per-unit base time constant ``τ_sys``.
         ltc_surprise_scale: initial surprise → time-constant scale ``s``.
-    This project's option (not in the seed; its default is the specified behaviour):
+    This project's options (not in the seed; each default is the specified behaviour):
         ltc_tau_spread: the units' initial base time constants are log-spaced over
             ``[τ_sys / spread, τ_sys · spread]`` (1: every unit starts at ``τ_sys``). Fast units keep
             exact recent inputs, slow ones integrate; measured on the quick leaderboard (README).
+    Ablations (``docs/dream-ablations.md``): each switches one mechanism off; True is the seed's cell.
+        fast_weights: False turns the Hebbian write off (step 6 without ``η S h (Vᵀe)ᵀ``; ``η`` is
+            unused and gets no gradient). ``U`` then only relaxes toward ``U_target``: from the initial
+            state (``U = U_target = 0``) it stays 0, so neither the prediction nor the drive reads
+            anything from it. ``base_plasticity = 0`` is not the same: ``η`` is learned and moves away
+            from 0 after the first gradient step.
+        surprise_gating: False fixes ``S ≡ 1`` wherever it enters: the Hebbian gate, the error
+            injection, the liquid time constant (``τ_eff = τ_sys / (1 + s)``, constant in time) and the
+            average surprise (so sleep stops once it passes ``min_surprise_for_sleep``). The error
+            statistics and the threshold still update; nothing flows back through them into ``S``.
+        error_injection: False removes ``W (S e)`` from the drive (step 8; ``W`` is unused).
+    Two ablations need no switch: ``ltc_enabled=False`` (no liquid time constant: ``h_new = h*``)
+    and ``sleep_rate=0`` (``U_target`` never moves: no consolidation, exactly).
 
     Every field is checked on construction; a bad value raises :class:`DREAMError` naming the
     field and its allowed range. Float fields must also be computable in float32, the cell's default
@@ -91,8 +104,12 @@ class DREAMConfig:
     ltc_enabled: bool = True
     ltc_tau_sys: float = 10.0
     ltc_surprise_scale: float = 10.0
-    # This project's option, after the seed's 18 fields
+    # This project's options, after the seed's 18 fields
     ltc_tau_spread: float = 1.0
+    # Ablations: True is the seed's cell
+    fast_weights: bool = True
+    surprise_gating: bool = True
+    error_injection: bool = True
 
     def __post_init__(self) -> None:
         # frozen: normalised values are stored with object.__setattr__, the only write after __init__
@@ -107,8 +124,9 @@ class DREAMConfig:
                 f"rank must be <= hidden_dim (the fast weights are hidden_dim x rank), "
                 f"got rank={self.rank} > hidden_dim={self.hidden_dim}"
             )
-        if not isinstance(self.ltc_enabled, bool):
-            raise DREAMError(f"ltc_enabled must be True or False, got {self.ltc_enabled!r}")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise DREAMError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, low, high, low_open in _FLOAT_RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -165,6 +183,9 @@ class DREAMConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+# switches (True or False, nothing else: a string "false" would be truthy)
+_BOOL_FIELDS = ("ltc_enabled", "fast_weights", "surprise_gating", "error_injection")
 
 # (field, low, high, low bound excluded)
 _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (

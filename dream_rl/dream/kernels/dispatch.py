@@ -22,6 +22,11 @@ Two backends run the time loop:
     the same algorithm in pure PyTorch ops (:mod:`dream_rl.dream.kernels.torch_kernel`): always available (any
     device, no compiler).
 
+The ablation switches of :class:`~dream_rl.DREAMConfig` run on both kernels: ``surprise_gating=False``
+is a flag of the kernels (``S ≡ 1`` in the forward, no gradient through ``S`` in the backward);
+``fast_weights=False`` and ``error_injection=False`` hand the kernels zeros in place of ``η`` or ``W``
+(:func:`_ablated`), which removes the term exactly.
+
 ``"auto"`` (the default) picks ``native`` where it applies (CPU, float32/float64, extension
 built) and ``torch`` otherwise; ``"reference"`` runs the eager :meth:`DREAMCell.step` loop, which
 ``"auto"`` also falls back to for what the kernels do not take (mixed devices or dtypes, T = 0,
@@ -85,6 +90,9 @@ def run_sequence(cell: nn.Module, x: Tensor, state: DREAMState, backend: str | N
         params = tuple(getattr(cell, n) for n in ("weight_in", "bias", "weight_rec", "weight_pred", "weight_err",
                                                    "plasticity", "log_tau_sys", "log_surprise_scale"))
         V = cell.sensory_filter
+    cfg = cell.config
+    if not (cfg.fast_weights and cfg.error_injection):
+        params = _ablated(params, cfg.fast_weights, cfg.error_injection)
     states = (state.h, state.U, state.U_target, state.adaptive_tau, state.error_mean, state.error_var,
               state.avg_surprise)
     # the cell's check gave every state tensor x's dtype and device: _supported need not look again
@@ -123,6 +131,19 @@ def run_sequence(cell: nn.Module, x: Tensor, state: DREAMState, backend: str | N
     else:
         out, final, _ = kernel.forward(k, V, x, params, states, False)
     return out, DREAMState(out[-1], *final)
+
+
+def _ablated(params: tuple, fast_weights: bool, error_injection: bool) -> tuple:
+    """The kernels' parameters for the ablations that remove a term: without fast weights the
+    plasticity ``η`` is replaced by zeros (the Hebbian write ``η S h (Vᵀe)ᵀ`` is then exactly 0), without
+    error injection ``W`` is (``W (S e)`` is 0). The zeros need no gradient, so the cell's own ``η`` or
+    ``W`` gets none, as in the reference step, which leaves the term out."""
+    Win, b, R, C, Werr, eta, lts, lss = params
+    if not fast_weights:
+        eta = torch.zeros_like(eta, requires_grad=False)
+    if not error_injection:
+        Werr = torch.zeros_like(Werr, requires_grad=False)
+    return Win, b, R, C, Werr, eta, lts, lss
 
 
 def _traced(x: Tensor) -> bool:
@@ -202,4 +223,6 @@ class _SequenceFunction(torch.autograd.Function):
         g_Werr = g_Werr if need[8] else None
         if not k.ltc:
             g_lts = g_lss = None  # unused, as in the reference: their .grad stays None
+        if not need[9]:
+            g_eta = None  # e.g. the zeros standing for η without fast weights (_ablated)
         return (None, None, None, g_x, g_Win, g_b, g_R, g_C, g_Werr, g_eta, g_lts, g_lss, *g_state)

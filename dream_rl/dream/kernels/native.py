@@ -33,7 +33,7 @@ from dream_rl.errors import DREAMError
 
 __all__ = ["load", "unavailable_reason", "library_path"]
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 SOURCE = SOURCE_DIR / "dream_seq.cpp"
 # the shared flags (no -ffast-math: the exact clamp comparisons of the reference are kept) plus
 # -pthread for the kernel's std::thread batch split
@@ -86,8 +86,8 @@ def _self_test(kernel: _NativeKernel) -> None:
     def rnd(*shape: int, s: float = 1.0) -> Tensor:
         return s * torch.randn(*shape, generator=gen, dtype=dt)
 
-    for ltc, threads in ((True, 1), (False, 1), (True, 2)):
-        k = Consts(0.1, 0.01, 0.2, 0.1, 0.05, 0.05, 0.3, 0.7, 0.1, 0.9, ltc)
+    for ltc, gating, threads in ((True, True, 1), (False, True, 1), (True, False, 1), (True, True, 2)):
+        k = Consts(0.1, 0.01, 0.2, 0.1, 0.05, 0.05, 0.3, 0.7, 0.1, 0.9, ltc, gating)
         V = rnd(I, r)
         x = rnd(T, B, I)
         params = (rnd(H, I), rnd(H), rnd(H, H, s=0.5), rnd(I, H), rnd(H, I), rnd(H).abs(), rnd(H), rnd(1))
@@ -158,8 +158,8 @@ class _NativeKernel:
         cfg = self._cfg_cache.get(k)
         if cfg is None:
             values = (k.dt, k.lam, k.alpha, k.gamma, k.beta, k.beta_s, k.target_norm, k.kappa, k.zeta, k.min_sleep,
-                      _LOG_2PI_E)
-            cfg = (ctypes.c_double * 11)(*(float(v) for v in values))
+                      _LOG_2PI_E, 1.0 if k.gating else 0.0)
+            cfg = (ctypes.c_double * 12)(*(float(v) for v in values))
             self._cfg_cache[k] = cfg
         return cfg
 

@@ -40,13 +40,18 @@ class Consts(NamedTuple):
     zeta: float
     min_sleep: float
     ltc: bool
+    # the ablation switches (DREAMConfig.surprise_gating, .fast_weights, .error_injection); the kernels
+    # read only `gating`: the dispatcher hands them η = 0 (no fast weights) or W = 0 (no error injection)
+    gating: bool = True
+    fast_weights: bool = True
+    inject: bool = True
 
     @classmethod
     def of(cls, cell: nn.Module) -> Consts:
         c = cell.config
         return cls(c.time_step, c.forgetting_rate, c.entropy_influence, c.surprise_temperature,
                    c.error_smoothing, c.surprise_smoothing, c.target_norm, c.kappa, c.sleep_rate,
-                   c.min_surprise_for_sleep, c.ltc_enabled)
+                   c.min_surprise_for_sleep, c.ltc_enabled, c.surprise_gating, c.fast_weights, c.error_injection)
 
 
 class Saved(NamedTuple):
@@ -130,7 +135,7 @@ class _TorchKernel:
             n = z / (z + c.one)
             ent = torch.add(c.half_log_2pi_e, torch.log(ev.mean(1) + c.eps), alpha=0.5)
             thr = torch.addcmul(at, at, ent.clamp(0.0, 2.0), value=k.alpha)
-            S = torch.sigmoid((n - thr).mul_(c.inv_gamma))
+            S = torch.sigmoid((n - thr).mul_(c.inv_gamma)) if k.gating else torch.ones_like(n)
             S1 = S.unsqueeze(1)
             ef = e @ V
             gh = eta * S1 * h
@@ -253,7 +258,8 @@ class _TorchKernel:
             gS = gS + torch.mv(g_gate, eta)
             g_e = torch.addmm(g_e, g_ef, Vt)
             # 5-3. surprise, threshold, entropy
-            g_y = (S - S * S).mul_(gS).mul_(c.inv_gamma)
+            # S ≡ 1 without gating: a constant, nothing flows back into the novelty or the threshold
+            g_y = (S - S * S).mul_(gS).mul_(c.inv_gamma) if k.gating else torch.zeros_like(S)
             gn = gn + g_y
             ent_c = ent.clamp(0.0, 2.0)
             gat = torch.addcmul(gat - g_y, g_y, ent_c, value=-k.alpha)
