@@ -1,5 +1,6 @@
-"""Shared by the suite's own envs: constructor-argument checks (one clear ``ValueError`` per bad
-argument), a minimal ``rgb_array`` picture of the observation, :class:`SuiteEnv`, the base class
+"""Shared by the suite's own envs: constructor-argument and action checks (one clear
+:class:`~dream_rl.errors.EnvError`, a ``ValueError``, per bad argument or action), a minimal
+``rgb_array`` picture of the observation, :class:`SuiteEnv`, the base class
 that renders it and guards the end of an episode, and :class:`EndOfEpisodeGuard`, the same guard
 for the wrapped classic-control tasks.
 
@@ -17,9 +18,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
+
 
 def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``, else raise ``ValueError``."""
+    """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``, else raise :class:`EnvError`."""
     allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     # bool is an int subclass, but `corridor_length=True` is surely a mistake.
     if (
@@ -28,7 +31,7 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int | None = N
         or value < minimum
         or (maximum is not None and value > maximum)
     ):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+        raise EnvError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
 
 
@@ -41,18 +44,41 @@ def check_float(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """Return ``value`` as a ``float`` if it is a finite number in the given interval, else raise ``ValueError``."""
+    """Return ``value`` as a ``float`` if it is a finite number in the given interval, else raise :class:`EnvError`."""
     interval = f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
     if ok:
         v = float(value)
         ok = (v >= low if low_inclusive else v > low) and (v <= high if high_inclusive else v < high)
     if not ok:
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+        raise EnvError(f"{name} must be a number in {interval}, got {value!r}")
     return float(value)
 
 
 RENDER_MODES = ["rgb_array"]
+
+
+def check_action(space: spaces.Space, action: Any) -> None:
+    """Raise :class:`EnvError` naming the valid actions if ``action`` is not one of ``space``'s: for
+    ``Discrete(n)`` an integer in ``[start, start + n - 1]``; for a ``Box`` an array of its shape with
+    finite entries (values outside the bounds are left to the task, which clips them); otherwise
+    ``space.contains``. A wrapped gymnasium task would answer with an assertion or an IndexError."""
+    if isinstance(space, spaces.Discrete):
+        if not space.contains(action):
+            low, high = int(space.start), int(space.start + space.n - 1)
+            raise EnvError(f"action must be an integer in [{low}, {high}], got {action!r}")
+    elif isinstance(space, spaces.Box):
+        try:
+            value = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value.shape != space.shape or not np.isfinite(value).all():
+            raise EnvError(
+                f"action must be an array of shape {space.shape} with finite entries (bounds "
+                f"{space.low.tolist()} to {space.high.tolist()}), got {action!r}"
+            )
+    elif not space.contains(action):
+        raise EnvError(f"action must be in {space}, got {action!r}")
 
 
 def action_reward_observation(n_arms: int, previous_action: int | None, previous_reward: float,
@@ -71,7 +97,7 @@ def check_render_mode(render_mode: object) -> str | None:
     """The suite's own envs render only ``rgb_array`` pictures (Stable-Baselines3 asks for that mode
     when it builds an env from its id, so it is worth supporting)."""
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
+        raise EnvError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
     return render_mode
 
 
@@ -119,7 +145,7 @@ class SuiteEnv(gym.Env[np.ndarray, np.int64]):
         """One step of the task; after ``terminated=True``: warn once, pay 0, change nothing."""
         if self._terminated:
             if not self.action_space.contains(action):
-                raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+                raise EnvError(f"action must be in {self.action_space}, got {action!r}")
             if not self._warned_after_end:
                 gym.logger.warn(STEP_AFTER_END)
                 self._warned_after_end = True
@@ -146,8 +172,11 @@ class EndOfEpisodeGuard(gym.Wrapper):
     gymnasium's own classic-control tasks disagree here (CartPole warns and pays 0, MountainCar
     charges -1 again, Acrobot's episode can un-terminate), so the suite wraps them all."""
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, check_actions: bool = False) -> None:
+        """``check_actions``: refuse an action outside the action space with :func:`check_action`'s
+        one line, before the wrapped task sees it."""
         super().__init__(env)
+        self.check_actions = check_actions
         self._last_observation: Any = None
         self._terminated = self._warned = False
 
@@ -157,9 +186,11 @@ class EndOfEpisodeGuard(gym.Wrapper):
         return observation, info
 
     def step(self, action: Any) -> StepResult:
+        if self.check_actions:
+            check_action(self.action_space, action)
         if self._terminated:
             if not self.action_space.contains(action):
-                raise ValueError(f"action must be in {self.action_space}, got {action!r}")
+                raise EnvError(f"action must be in {self.action_space}, got {action!r}")
             if not self._warned:
                 gym.logger.warn(STEP_AFTER_END)
                 self._warned = True

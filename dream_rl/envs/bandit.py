@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_int, check_render_mode
 
 __all__ = ["BanditEnv", "scripted_trial_action"]
@@ -59,7 +60,7 @@ class BanditEnv(SuiteEnv):
 
     def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
+            raise EnvError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
         reward = 1.0 if int(action) == self.good_arm else 0.0
         self.t += 1
         return self._observation(int(action), reward), reward, self.t >= self.episode_length, False, {}

@@ -51,6 +51,7 @@ from gymnasium import spaces
 from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv, PendulumEnv
 from gymnasium.utils import RecordConstructorArgs
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import EndOfEpisodeGuard, check_float
 
 __all__ = [
@@ -82,7 +83,7 @@ class MaskVelocityWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], R
         keep: indices of the entries to keep; must be distinct and inside the observation.
 
     Raises:
-        ValueError: if the observation space is not a 1-D ``Box`` or ``keep`` is empty, repeats an
+        EnvError: if the observation space is not a 1-D ``Box`` or ``keep`` is empty, repeats an
             index or points outside the observation.
     """
 
@@ -91,11 +92,11 @@ class MaskVelocityWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray], R
         gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"MaskVelocityWrapper needs a 1-D Box observation space, got {space}")
+            raise EnvError(f"MaskVelocityWrapper needs a 1-D Box observation space, got {space}")
         size = space.shape[0]
         keep = tuple(int(i) for i in keep)
         if len(keep) == 0 or len(set(keep)) != len(keep) or not all(0 <= i < size for i in keep):
-            raise ValueError(
+            raise EnvError(
                 f"keep must be a non-empty list of distinct indices in [0, {size - 1}], got {list(keep)}"
             )
         self._keep = np.asarray(keep, dtype=np.intp)
@@ -123,7 +124,7 @@ class NoisyObservationWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray
         gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"NoisyObservationWrapper needs a 1-D Box observation space, got {space}")
+            raise EnvError(f"NoisyObservationWrapper needs a 1-D Box observation space, got {space}")
         self.noise_std = check_float("noise_std", noise_std, low=0.0, high=math.inf, high_inclusive=False)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=np.float32)
 
@@ -134,22 +135,26 @@ class NoisyObservationWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray
 
 def make_cartpole_novel(render_mode: str | None = None) -> gym.Env:
     """CartPole seeing only cart position and pole angle."""
-    return EndOfEpisodeGuard(MaskVelocityWrapper(CartPoleEnv(render_mode=render_mode), NOVEL_KEEP["CartPole"]))
+    inner = MaskVelocityWrapper(CartPoleEnv(render_mode=render_mode), NOVEL_KEEP["CartPole"])
+    return EndOfEpisodeGuard(inner, check_actions=True)
 
 
 def make_pendulum_novel(render_mode: str | None = None) -> gym.Env:
     """Pendulum seeing only cos/sin of the angle."""
-    return EndOfEpisodeGuard(MaskVelocityWrapper(PendulumEnv(render_mode=render_mode), NOVEL_KEEP["Pendulum"]))
+    inner = MaskVelocityWrapper(PendulumEnv(render_mode=render_mode), NOVEL_KEEP["Pendulum"])
+    return EndOfEpisodeGuard(inner, check_actions=True)
 
 
 def make_mountaincar_novel(render_mode: str | None = None) -> gym.Env:
     """MountainCar (discrete actions) seeing only the car's position."""
-    return EndOfEpisodeGuard(MaskVelocityWrapper(MountainCarEnv(render_mode=render_mode), NOVEL_KEEP["MountainCar"]))
+    inner = MaskVelocityWrapper(MountainCarEnv(render_mode=render_mode), NOVEL_KEEP["MountainCar"])
+    return EndOfEpisodeGuard(inner, check_actions=True)
 
 
 def make_acrobot_novel(render_mode: str | None = None) -> gym.Env:
     """Acrobot seeing only cos/sin of both joint angles."""
-    return EndOfEpisodeGuard(MaskVelocityWrapper(AcrobotEnv(render_mode=render_mode), NOVEL_KEEP["Acrobot"]))
+    inner = MaskVelocityWrapper(AcrobotEnv(render_mode=render_mode), NOVEL_KEEP["Acrobot"])
+    return EndOfEpisodeGuard(inner, check_actions=True)
 
 
 def make_cartpole_noisy(noise_std: float = 0.05, render_mode: str | None = None) -> gym.Env:
@@ -158,7 +163,8 @@ def make_cartpole_noisy(noise_std: float = 0.05, render_mode: str | None = None)
     The default 0.05 is a quarter of the pole-angle failure threshold (0.21 rad), so one frame is an
     unreliable estimate and averaging a few frames (memory) pays off.
     """
-    return EndOfEpisodeGuard(NoisyObservationWrapper(CartPoleEnv(render_mode=render_mode), noise_std))
+    inner = NoisyObservationWrapper(CartPoleEnv(render_mode=render_mode), noise_std)
+    return EndOfEpisodeGuard(inner, check_actions=True)
 
 
 # --------------------------------------------------------------------------- scripted references

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatFirstEnv", "scripted_action"]
@@ -68,7 +69,7 @@ class RepeatFirstEnv(SuiteEnv):
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
+            raise EnvError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
         reward = 1.0 / self.length if int(action) == self.first_symbol else 0.0
         self.t += 1
         terminated = self.t >= self.length

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatPreviousEnv", "scripted_action"]
@@ -47,7 +48,8 @@ class RepeatPreviousEnv(SuiteEnv):
     ) -> None:
         self.k = check_int("k", k, minimum=1)
         self.n_symbols = check_int("n_symbols", n_symbols, minimum=2)
-        self.length = check_int("length", length, minimum=self.k + 1)
+        self.length = check_int(f"length (more steps than k = {self.k}, so that some step has one to repeat)",
+                                length, minimum=self.k + 1)
         self.render_mode = check_render_mode(render_mode)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_symbols,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_symbols)
@@ -74,7 +76,7 @@ class RepeatPreviousEnv(SuiteEnv):
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
+            raise EnvError(f"action must be in [0, {self.n_symbols - 1}], got {action!r}")
         reward = 0.0
         if self.t >= self.k and int(action) == self.history[0]:  # history[0] was shown k steps ago
             reward = 1.0 / (self.length - self.k)

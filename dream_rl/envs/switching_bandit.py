@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_float, check_int, check_render_mode
 
 __all__ = ["SwitchingBanditEnv", "scripted_action"]
@@ -84,7 +85,7 @@ class SwitchingBanditEnv(SuiteEnv):
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
+            raise EnvError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
         p = self.p_best if int(action) == self.best_arm else self.p_other
         reward = float(self.np_random.random() < p)
         self.t += 1

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, check_float, check_render_mode
 
 __all__ = ["SwitchingCartPoleEnv", "scripted_action"]
@@ -84,16 +85,16 @@ class SwitchingCartPoleEnv(SuiteEnv):
             )
         )
         if not valid:
-            raise ValueError(
+            raise EnvError(
                 f"pole_lengths must be a non-empty list of numbers in [0.05, 5], got {pole_lengths!r}"
             )
         lengths = tuple(dict.fromkeys(float(v) for v in pole_lengths))  # distinct, in order
         if not isinstance(reversals, bool):
-            raise ValueError(f"reversals must be True or False, got {reversals!r}")
+            raise EnvError(f"reversals must be True or False, got {reversals!r}")
         polarities = (1, -1) if reversals else (1,)
         self.regimes: tuple[tuple[float, int], ...] = tuple(itertools.product(lengths, polarities))
         if len(self.regimes) < 2:
-            raise ValueError(
+            raise EnvError(
                 f"pole_lengths must hold at least two distinct values when reversals=False, got {pole_lengths!r}"
             )
         self.pole_lengths = lengths
@@ -128,7 +129,7 @@ class SwitchingCartPoleEnv(SuiteEnv):
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be 0 or 1, got {action!r}")
+            raise EnvError(f"action must be 0 or 1, got {action!r}")
         switched = self.np_random.random() < self.switch_prob
         if switched:
             self._draw_regime(exclude=(self.pole_length, self.polarity))

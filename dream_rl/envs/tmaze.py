@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.errors import EnvError
 from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["TMazeEnv", "scripted_action"]
@@ -78,7 +79,7 @@ class TMazeEnv(SuiteEnv):
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be 0 or 1, got {action!r}")
+            raise EnvError(f"action must be 0 or 1, got {action!r}")
         if self.position < self.corridor_length:
             self.position += 1
             return self._observation(), 0.0, False, False, {}
