@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from dream_rl.errors import TorsoError
 
-__all__ = ["popgym_core", "reject_unknown_options", "check_count", "causal_window"]
+__all__ = ["popgym_core", "reject_unknown_options", "causal_window"]
 
 
 def popgym_core(input_size: int, hidden_size: int) -> nn.Sequential:
@@ -32,22 +32,10 @@ def popgym_core(input_size: int, hidden_size: int) -> nn.Sequential:
 def reject_unknown_options(name: str, options: dict[str, Any], known: Iterable[str]) -> None:
     """Raise :class:`TorsoError` naming the options of torso ``name`` if ``options`` holds any other key."""
     if options:
-        raise TorsoError(
-            f"{name} got unknown options {sorted(options)}; its options are {sorted(known)}"
-        )
+        raise TorsoError(f"{name} torso got unknown options {sorted(options)}; its options are {sorted(known)}")
 
 
-def check_count(name: str, option: str, value: Any, minimum: int) -> int:
-    """``value`` as an int, or a :class:`TorsoError` if it is not an integer >= ``minimum``."""
-    integral = isinstance(value, int) or isinstance(value, float) and value.is_integer()
-    if isinstance(value, bool) or not integral or int(value) < minimum:
-        raise TorsoError(f"{name}: {option} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def causal_window(
-    x: Tensor, past: Tensor, starts: Tensor | None, k: int, dilation: int = 1
-) -> tuple[Tensor, Tensor]:
+def causal_window(x: Tensor, past: Tensor, starts: Tensor | None, k: int, dilation: int = 1) -> tuple[Tensor, Tensor]:
     """The inputs a causal window of ``k`` taps, ``dilation`` steps apart, sees at every step.
 
     Args:

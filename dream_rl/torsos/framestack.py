@@ -40,8 +40,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from dream_rl.errors import TorsoError
-from dream_rl.torsos._popgym import causal_window, check_count, popgym_core, reject_unknown_options
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos._popgym import causal_window, popgym_core, reject_unknown_options
+from dream_rl.torsos.base import RecurrentTorso, check_size
 
 __all__ = ["FramestackTorso"]
 
@@ -61,10 +61,10 @@ class FramestackTorso(RecurrentTorso):
     ) -> None:
         super().__init__()
         reject_unknown_options("framestack", unknown, ["k", "dropout"])
-        self.num_layers = check_count("framestack", "num_layers", num_layers, 1)
-        self.k = check_count("framestack", "k (the number of stacked steps)", k, 1)
+        self.num_layers = int(num_layers)  # a positive int: RecurrentTorso checks the sizes
+        self.k = check_size("framestack torso", "k", k)
         if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"framestack: dropout must be in [0, 1), got {dropout}")
+            raise TorsoError(f"framestack torso: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.output_size, self.dropout = int(input_size), int(hidden_size), float(dropout)
         self.code_size = math.ceil(self.output_size / self.k)
         self.compress = nn.Linear(self.input_size, self.code_size)  # shared by every frame of the window
@@ -87,4 +87,3 @@ class FramestackTorso(RecurrentTorso):
                 z = nn.functional.dropout(z, self.dropout, self.training)
             z = block(z)
         return z, state
-

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from dream_rl.errors import TorsoError
-from dream_rl.torsos._popgym import check_count, popgym_core, reject_unknown_options
+from dream_rl.torsos._popgym import popgym_core, reject_unknown_options
 from dream_rl.torsos.base import RecurrentTorso
 
 __all__ = ["PositionalMlpTorso", "sinusoidal_encoding"]
@@ -71,11 +71,13 @@ class PositionalMlpTorso(RecurrentTorso):
     ) -> None:
         super().__init__()
         reject_unknown_options("positional_mlp", unknown, ["max_len", "dropout"])
-        self.num_layers = check_count("positional_mlp", "num_layers", num_layers, 1)
+        self.num_layers = int(num_layers)  # a positive int: RecurrentTorso checks the sizes
         if not float(max_len) > 1.0 or not math.isfinite(float(max_len)):
-            raise TorsoError(f"positional_mlp: max_len (the longest period scale, in steps) must be > 1, got {max_len}")
+            raise TorsoError(
+                f"positional_mlp torso: max_len (the encoding's period scale, in steps) must be > 1, got {max_len}"
+            )
         if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"positional_mlp: dropout must be in [0, 1), got {dropout}")
+            raise TorsoError(f"positional_mlp torso: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.output_size = int(input_size), int(hidden_size)
         self.max_len, self.dropout = float(max_len), float(dropout)
         self.feature_map = nn.Linear(self.input_size, self.output_size)
