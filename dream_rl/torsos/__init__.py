@@ -12,6 +12,7 @@ from dream_rl.torsos.dnc import DncTorso
 from dream_rl.torsos.dream import DreamTorso
 from dream_rl.torsos.elman import ElmanTorso
 from dream_rl.torsos.ffm import FfmTorso
+from dream_rl.torsos.framestack import FramestackTorso
 from dream_rl.torsos.fwp import FwpTorso
 from dream_rl.torsos.gru import GruTorso
 from dream_rl.torsos.indrnn import IndRnnTorso
@@ -22,13 +23,16 @@ from dream_rl.torsos.lru import LruTorso
 from dream_rl.torsos.lstm import LstmTorso
 from dream_rl.torsos.mamba import MambaTorso
 from dream_rl.torsos.mingru import MinGruTorso
+from dream_rl.torsos.mlp import MlpTorso
 from dream_rl.torsos.mlstm import MlstmTorso
+from dream_rl.torsos.positional_mlp import PositionalMlpTorso
 from dream_rl.torsos.rtu import RtuTorso
 from dream_rl.torsos.s4d import S4dTorso
 from dream_rl.torsos.s5 import S5Torso
 from dream_rl.torsos.self_attention import SelfAttentionTorso
 from dream_rl.torsos.shm import ShmTorso
 from dream_rl.torsos.slstm import SlstmTorso
+from dream_rl.torsos.tcn import TcnTorso
 
 __all__ = [
     "TORSOS", "RecurrentTorso", "DreamTorso", "GruTorso", "LstmTorso", "reset_where",
@@ -36,6 +40,7 @@ __all__ = [
     "MlstmTorso", "LinearAttentionTorso", "ShmTorso", "RtuTorso",
     "ElmanTorso", "SlstmTorso", "SelfAttentionTorso", "LeWorldTorso",
     "IndRnnTorso", "FwpTorso", "LmuTorso", "DncTorso", "S4dTorso",
+    "MlpTorso", "PositionalMlpTorso", "FramestackTorso", "TcnTorso",
 ]
 
 TORSOS: dict[str, type[RecurrentTorso]] = {
@@ -60,4 +65,8 @@ TORSOS: dict[str, type[RecurrentTorso]] = {
     "lmu": LmuTorso,
     "dnc": DncTorso,
     "s4d": S4dTorso,
+    "mlp": MlpTorso,
+    "positional_mlp": PositionalMlpTorso,
+    "framestack": FramestackTorso,
+    "tcn": TcnTorso,
 }
