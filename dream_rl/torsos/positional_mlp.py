@@ -106,6 +106,9 @@ class PositionalMlpTorso(RecurrentTorso):
     def run_with_resets(self, features: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
         # The index of each step in its episode, in one pass: steps since the last start, or the
         # carried count plus the step for a sample with no start yet (selection: a NaN count is dropped).
+        if starts.shape[0] == 1:  # a rollout step: the count, or 0 where the episode starts
+            positions = torch.where(starts[0], torch.zeros((), dtype=state.dtype, device=state.device), state[:, 0])
+            return self.encode(features, positions.unsqueeze(0)), positions.unsqueeze(1) + 1
         steps, batch = starts.shape
         index = torch.arange(steps, device=features.device).unsqueeze(1).expand(steps, batch)
         last_start = torch.where(starts, index, -1).cummax(dim=0).values  # (T, B)
