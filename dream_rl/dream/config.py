@@ -55,6 +55,7 @@ class DREAMConfig:
         ltc_tau_spread: the units' initial base time constants are log-spaced over
             ``[τ_sys / spread, τ_sys · spread]`` (1: every unit starts at ``τ_sys``). Fast units keep
             exact recent inputs, slow ones integrate; measured on the quick leaderboard (README).
+
     Ablations (``docs/dream-ablations.md``): each switches one mechanism off; True is the seed's cell.
         fast_weights: False turns the Hebbian write off (step 6 without ``η S h (Vᵀe)ᵀ``; ``η`` is
             unused and gets no gradient). ``U`` then only relaxes toward ``U_target``: from the initial
@@ -65,7 +66,9 @@ class DREAMConfig:
             injection, the liquid time constant (``τ_eff = τ_sys / (1 + s)``, constant in time) and the
             average surprise (so sleep stops once it passes ``min_surprise_for_sleep``). The error
             statistics and the threshold still update; nothing flows back through them into ``S``.
-        error_injection: False removes ``W (S e)`` from the drive (step 8; ``W`` is unused).
+        error_injection: False removes ``W (S e)`` from the drive
+            (step 8; ``W`` is unused).
+
     Two ablations need no switch: ``ltc_enabled=False`` (no liquid time constant: ``h_new = h*``)
     and ``sleep_rate=0`` (``U_target`` never moves: no consolidation, exactly).
 
