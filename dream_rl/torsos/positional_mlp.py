@@ -11,19 +11,21 @@ Partially Observable Reinforcement Learning", ICLR 2023; ``popgym/baselines/ray_
 
 Recurrence: ``p_t = p_{t-1} + 1``, and 0 at an episode start. The flat state is the count ``p`` of the
 next step, a float: 0 (the initial state) at the first step of an episode, so zeros are the initial
-state and a reset is exact. Counts stay exact integers up to 2^24 steps in float32.
+state and a reset is exact. Counts stay exact integers up to 2^24 steps in float32. Knowing the step
+is not remembering what was seen: on the T-maze the policy stays at chance like ``mlp``
+(``tests/test_torso_memoryless.py``).
 
 Defaults: ``max_len=1024`` (POPGym builds its table for ``max_seq_len``, the 1024-step BPTT cut-off of
-its PPO runs; the frequencies span periods of 2π to 2π·1024 steps, POPGym's ``log(max_len)`` in place of
-the transformer's ``log(10000)``). ``s = 0.5`` at initialisation, as POPGym's ``embedding_strength``.
+its PPO runs; the periods run from 2π steps up to nearly 2π·max_len, POPGym's ``log(max_len)`` in place
+of the transformer's ``log(10000)``). ``s = 0.5`` at initialisation, as POPGym's ``embedding_strength``.
 ``num_layers`` repeats the two-layer block after the encoding (1 = POPGym's model), with ``dropout``
 between blocks.
 
 What differs from POPGym: ``s = σ(θ)`` with ``θ = 0`` at initialisation, where POPGym clamps a raw
 parameter into [0, 1] in place on every forward call (a side effect on the parameters; the sigmoid keeps
 ``s`` inside the interval with a smooth gradient). The encoding is computed for any step index rather
-than read from a table of ``max_len`` rows, so episodes longer than ``max_len`` do not fail (the
-encoding repeats no sooner than its longest period). POPGym's feature map (linear + LayerNorm) belongs to
+than read from a table of ``max_len`` rows (equal entries for the indices the table holds), so an episode
+longer than ``max_len`` steps does not fail. POPGym's feature map (linear + LayerNorm) belongs to
 its shared base model; it is part of this torso because the encoding is added to normalised features of
 width H. POPGym's orthogonal initialisation of linear layers is replaced by torch's default.
 
