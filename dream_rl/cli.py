@@ -8,8 +8,8 @@
     dream-rl tune     CONFIG --trials N             search hyper-parameters with Optuna
     dream-rl envs                                   list the POMDP environment suite
 
-Bad input (an unknown key, a wrong value, a missing file) prints one line on stderr and exits
-with status 2; Ctrl-C during training saves a checkpoint and exits with status 130; runs that
+Bad input (an unknown key, a wrong value, a missing file, a folder that cannot be written) prints
+one line on stderr and exits with status 2; Ctrl-C during training saves a checkpoint and exits with status 130; runs that
 failed while others finished give status 1 (2 when each was a config problem, e.g. a locked run).
 
 Each command is one ``_add_<command>(commands)`` function below plus one ``cmd_<command>``
@@ -23,12 +23,16 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from dream_rl.errors import DreamRLError, first_line
 from dream_rl.experiments.config import ConfigError, ExperimentConfig, config_to_yaml, load_config
 
 OVERRIDES_HELP = (
     "dotted overrides of config values, read as YAML: train.total_timesteps=5000 "
-    "'train.seeds=[0,1]' policies.dream.policy_kwargs.lstm_hidden_size=32"
+    "'train.seeds=[0,1]' policies.dream.policy_kwargs.lstm_hidden_size=32. "
+    "train.total_timesteps (or train.eval_every) applies to every env: it replaces the per-env values "
+    "of an envs: list. env=null or envs=null removes that key"
 )
 
 
@@ -47,8 +51,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1], got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32 - 1] (numpy's seeds), got {value}")
+    return value
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fresh", action="store_true", help="delete the runs' previous outputs and start over")
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="delete the runs' previous outputs and start over (and let this config replace another one saved "
+             "under the same experiment name)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (same as train.progress_bar=false)")
     parser.add_argument(
         "--workers", type=_positive_int, default=None, metavar="N",
@@ -62,8 +80,15 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (with where to find the usage), as dream-rl's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dream-rl",
         description="Train and compare memory policies (DREAM, LSTM, GRU, ...) with RecurrentPPO from YAML configs.",
         epilog="Quick start: dream-rl compare configs/quickstart.yaml   (then: tensorboard --logdir runs/)",
@@ -141,7 +166,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--episodes", type=_positive_int, default=None, help="episodes per run (default: the config's train.eval_episodes)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the greedy ones")
     evaluate.add_argument("--model", metavar="ZIP", default=None, help="evaluate this model file instead (one run only)")
-    evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation environments (default: 12345)")
+    evaluate.add_argument("--seed", type=_seed, default=12345, help="seed of the evaluation environments (default: 12345)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
 
@@ -177,8 +202,10 @@ def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
     on = envs[0].id if len(envs) == 1 else f"{len(envs)} envs"
     workers = min(args.workers or default_workers(config), runs)
     where = f"Ray ({args.ray})" if args.ray else f"{workers} worker{'s' if workers > 1 else ''}"
+    budgets = sorted({run.train.total_timesteps for run in config.runs()})
+    steps = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
     print(f"{config.name}: {len(envs)} env{'s' if len(envs) > 1 else ''} x {len(config.policies)} policies x "
-          f"{len(config.train.seeds)} seeds = {runs} runs of {config.train.total_timesteps} steps on {on}, "
+          f"{len(config.train.seeds)} seeds = {runs} runs of {steps} steps on {on}, "
           f"{where} -> {config.experiment_dir}/")
     run_experiment(config, fresh=args.fresh, progress_bar=False if args.no_progress else None,
                    workers=workers, ray_address=args.ray)
@@ -191,9 +218,11 @@ def _tensorboard_hint(config: ExperimentConfig) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.dry_run:
+        from dream_rl.experiments.records import check_writable_dir
         from dream_rl.experiments.runner import check_buildable
 
         check_buildable(config)
+        check_writable_dir(config.experiment_dir)
         print(config_to_yaml(config), end="")
         print(f"# runs: {', '.join(run.name for run in config.runs())}")
         print(f"# outputs: {config.experiment_dir}/")
@@ -235,7 +264,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"{path} has no config.yaml: give an experiment directory (<output_dir>/<name>/) or a config file")
         path = path / "config.yaml"
-    _report(load_config(path, args.overrides))
+    # data only: a report reads CSV and YAML files, and builds or imports nothing named in them
+    _report(load_config(path, args.overrides, build_envs=False))
     return 0
 
 
@@ -282,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except ConfigError as error:
-        print(f"dream-rl {args.command}: error: {error}", file=sys.stderr)
+    except DreamRLError as error:  # ConfigError, and an env's or a policy's own bad-value error
+        print(f"dream-rl {args.command}: error: {first_line(error)}", file=sys.stderr)
         return 2
     except RunsFailed as failed:
         print(f"dream-rl {args.command}: error: {failed}", file=sys.stderr)
@@ -305,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ndream-rl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a file system failure the checks above did not foresee (a full disk, ...)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"dream-rl {args.command}: error: {where}{error.strerror or first_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -344,7 +344,8 @@ def test_interrupt_saves_a_checkpoint_and_train_resumes(tmp_path, monkeypatch):
     with pytest.raises(TrainingInterrupted) as info:
         train_run(run, extra_callbacks=[InterruptAt(300)], log=lambda line: None)
     assert isinstance(info.value, KeyboardInterrupt)
-    assert info.value.checkpoint == run_dir / "checkpoints" / "rl_model_300_steps.zip"
+    # step 300 is inside the rollout 256-320 (2 envs x 32 steps): the model has learned from 256 steps
+    assert info.value.checkpoint == run_dir / "checkpoints" / "rl_model_256_steps.zip"
     assert info.value.checkpoint.exists() and not (run_dir / "final_model.zip").exists()
     assert read_run_info(run_dir)["status"] == "interrupted"
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
@@ -352,9 +353,9 @@ def test_interrupt_saves_a_checkpoint_and_train_resumes(tmp_path, monkeypatch):
 
     probe, lines = StartProbe(), []
     result = train_run(run, extra_callbacks=[probe], log=lines.append)
-    assert probe.started_at == 300, "resumed from the checkpoint, not from zero"
-    assert "resuming from rl_model_300_steps.zip" in lines[0]
-    assert result.status == "completed" and result.timesteps >= 640
+    assert probe.started_at == 256, "resumed from the checkpoint, not from zero"
+    assert "resuming from rl_model_256_steps.zip" in lines[0]
+    assert result.status == "completed" and result.timesteps == 640
     assert RecurrentPPO.load(run_dir / "final_model.zip", device="cpu").num_timesteps == result.timesteps
     steps = [int(r["timesteps"]) for r in read_csv(run_dir / "eval.csv")]
     assert steps[:3] == [0, 256, 512] and steps == sorted(set(steps)) and steps[-1] == result.timesteps
@@ -379,7 +380,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_kept(tmp_path):
         train_run(run, extra_callbacks=[InterruptAt(300)], log=lambda line: None)
     checkpoint = info.value.checkpoint
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated, as by a full disk
-    with pytest.raises(ConfigError, match=r"rl_model_300_steps\.zip is unreadable.*--fresh"):
+    with pytest.raises(ConfigError, match=r"rl_model_256_steps\.zip is unreadable.*--fresh"):
         train_run(run, log=lambda line: None)
     assert checkpoint.exists(), "nothing is deleted behind the user's back"
 

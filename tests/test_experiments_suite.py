@@ -178,7 +178,8 @@ def test_workers_compute_what_a_run_computes_alone(tmp_path):
 def test_a_failed_run_does_not_stop_the_others(tmp_path, capsys):
     raw = base_config(tmp_path)
     raw["policies"] = {"gru": raw["policies"]["gru"]}
-    raw["train"].update(seeds=[0, 1, 2], total_timesteps=128)
+    # checkpoints are saved when a rollout starts: at step 64 of 128 (2 envs x 32 steps a rollout)
+    raw["train"].update(seeds=[0, 1, 2], total_timesteps=128, checkpoint_every=64)
     path = write_config(tmp_path, raw)
     config = load_config(path)
     locked, broken, fine = (config.run("gru", seed).run_dir for seed in (0, 1, 2))

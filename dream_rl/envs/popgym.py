@@ -67,6 +67,12 @@ def make_popgym_env(popgym_id: str, **kwargs: Any) -> gym.Env:
     observations one-hot encoded and flattened (:class:`OneHotFlatten`)."""
     import popgym.envs  # noqa: F401  (registers POPGym's own ids)
 
+    # popgym_id can come from a config's env kwargs: only POPGym's own registered ids (gymnasium's
+    # spec("module:Name") would import `module` first)
+    if not isinstance(popgym_id, str) or not popgym_id.startswith(_POPGYM_PREFIX) or popgym_id not in gym.registry:
+        from dream_rl.errors import EnvError
+
+        raise EnvError(f"popgym_id must be one of POPGym's registered ids (popgym-RepeatPreviousEasy-v0, ...), got {popgym_id!r}")
     spec = gym.spec(popgym_id)
     env_class = spec.entry_point
     if isinstance(env_class, str):

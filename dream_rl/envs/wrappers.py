@@ -6,13 +6,20 @@ ends from it: an inner episode's end resets the inner env (with the same task) a
 an *inner-episode-start flag* in the observation (1 at the first step of every inner episode, 0
 elsewhere) tells the policy where the boundaries are. Any torso then carries memory across the trial.
 
-From a config or ``gymnasium.make``: ``dream_rl/RL2-v0`` with ``env`` (a registered id or a
-``"module:callable"`` entry point), ``env_kwargs`` and the wrapper's arguments; the defaults are
-5 episodes of the 5-armed :class:`~dream_rl.envs.bandit.BanditEnv`, the setting of ``dream_rl/MetaBandit-v0``::
+From a config or ``gymnasium.make``: ``dream_rl/RL2-v0`` with ``env`` (a registered gymnasium id),
+``env_kwargs`` and the wrapper's arguments; the defaults are 5 episodes of the 5-armed
+:class:`~dream_rl.envs.bandit.BanditEnv`, the setting of ``dream_rl/MetaBandit-v0``::
 
     env:
       id: dream_rl/RL2-v0
       kwargs: {env: dream_rl/TMaze-v0, episodes_per_trial: 3, env_kwargs: {corridor_length: 5}}
+
+``env`` names an env, never code: a ``"module:callable"`` entry point is refused (a config could
+otherwise call any function, ``os:system`` included). An env of your own is registered in Python
+first, then named by its id::
+
+    gymnasium.register("MyTask-v0", entry_point=MyTaskEnv)
+    gymnasium.make("dream_rl/RL2-v0", env="MyTask-v0")
 """
 
 from __future__ import annotations
@@ -22,11 +29,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.envs.registration import load_env_creator
-
 from dream_rl.envs._common import EndOfEpisodeGuard, check_int
+from dream_rl.errors import EnvError
 
-__all__ = ["RL2Trial", "FLAG_KEY", "make_rl2_trial"]
+__all__ = ["BUILDS_ENV_BY_NAME", "RL2Trial", "FLAG_KEY", "check_registered_id", "make_rl2_trial"]
+
+# Registered ids whose env builds another env named in its kwargs through the old ``gym`` package
+# (shimmy's compatibility envs), whose ``make("module:Name")`` imports any module: never named by a
+# config, so that an env name from a config or a results folder reaches only registered code.
+BUILDS_ENV_BY_NAME = frozenset({"GymV21Environment-v0", "GymV26Environment-v0"})
 
 FLAG_KEY = "inner_episode_start"
 INNER_TRUNCATION = ("ends_trial", "next_episode")
@@ -127,24 +138,45 @@ class RL2Trial(gym.Wrapper):
         return self._flagged(obs, True), reward, False, False, info
 
 
+def check_registered_id(env_id: object, what: str = "env") -> str:
+    """``env_id`` if it is a key of gymnasium's registry (and not one of :data:`BUILDS_ENV_BY_NAME`),
+    else :class:`~dream_rl.errors.EnvError` naming the value and what is allowed.
+
+    Only an exact registry key counts: ``gymnasium.make("module:Name-v0")`` imports ``module`` before
+    it looks the id up, so an id with ``:`` must already be registered."""
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        entry_point = isinstance(env_id, str) and ":" in env_id
+        why = " ('module:callable' entry points are not accepted)" if entry_point else ""
+        raise EnvError(
+            f"{what} must be a registered gymnasium id (dream_rl/TMaze-v0, CartPole-v1, ...){why}, got {env_id!r}; "
+            "an env of your own is registered first: gymnasium.register('MyTask-v0', entry_point=MyTaskEnv)"
+        )
+    if env_id in BUILDS_ENV_BY_NAME:
+        raise EnvError(f"{what}: {env_id!r} builds an env named in its kwargs through the old gym package, which "
+                       "imports any module it is given: give that env's own registered id")
+    return env_id
+
+
 def make_rl2_trial(
-    env: str = "dream_rl.envs.bandit:BanditEnv",
+    env: str | None = None,
     episodes_per_trial: int = 5,
     env_kwargs: dict[str, Any] | None = None,
     same_task: bool = True,
     inner_truncation: str = "ends_trial",
     render_mode: str | None = None,
 ) -> gym.Env:
-    """The entry point of ``dream_rl/RL2-v0``: ``env`` (a registered gymnasium id, or a
-    ``"module:callable"`` entry point) built with ``env_kwargs``, wrapped in :class:`RL2Trial`
-    and in the suite's end-of-episode guard (a step after the trial ends warns and pays 0)."""
+    """The entry point of ``dream_rl/RL2-v0``: ``env`` (a registered gymnasium id; None, the default:
+    the 5-armed :class:`~dream_rl.envs.bandit.BanditEnv`) built with ``env_kwargs``, wrapped in
+    :class:`RL2Trial` and in the suite's end-of-episode guard (a step after the trial ends warns and
+    pays 0). Anything else for ``env`` (a ``"module:callable"`` entry point included) raises
+    :class:`~dream_rl.errors.EnvError`."""
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    if env in gym.registry:
-        inner = gym.make(env, **kwargs)
-    elif ":" in env:
-        inner = load_env_creator(env)(**kwargs)
+    if env is None:
+        from dream_rl.envs.bandit import BanditEnv
+
+        inner = BanditEnv(**kwargs)
     else:
-        raise ValueError(f"env must be a registered gymnasium id or a 'module:callable' entry point, got {env!r}")
+        inner = gym.make(check_registered_id(env), **kwargs)
     return EndOfEpisodeGuard(RL2Trial(inner, episodes_per_trial, same_task=same_task, inner_truncation=inner_truncation))

@@ -54,6 +54,16 @@ Schema (``[default]``; keys without a default are required)::
                                    aggregate over envs
     output_dir: str                [runs] root of all outputs
 
+Overrides (``KEY.PATH=VALUE``, the value read as YAML) are applied to the raw config before it is
+validated. ``train.total_timesteps=N`` (or ``train.eval_every=N``) applies to every env: it also
+replaces the per-env values of an ``envs:`` list, unless an override sets the entry's own value
+(``envs.1.total_timesteps=M``). ``env=null`` or ``envs=null`` removes that key.
+
+What a config may name is closed: an env is a registered gymnasium id (never a ``module:callable``
+entry point), a policy is one of :func:`policy_names`, and classes in policy_kwargs are names in
+fixed tables (:func:`resolve_class`); YAML tags (``!!python/...``) are refused by the loader. See
+docs/security.md.
+
 A relative output_dir is relative to the working directory. Numbers may be written ``3e-4`` or
 ``1e5`` (YAML 1.1 would read those as strings); an integer key accepts a float with an integral
 value (``1e5``).
@@ -73,6 +83,7 @@ import functools
 import inspect
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -131,6 +142,8 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, lis
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged keys may be overridden
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in seen
@@ -145,33 +158,107 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# A config is small: the resolved leaderboard config holds about 2,000 values. A document whose
+# aliases expand to far more (aliases of aliases of aliases: the "billion laughs" document, 400 bytes
+# for 9**9 values) would make every later step (overrides, validation, copies) walk that many values.
+MAX_YAML_VALUES = 100_000
+# PyYAML's scanner takes time quadratic in the depth of nested [ and { (5,000 levels: many seconds),
+# and its composer recurses once per level; a config nests a few levels. Checked on the text first.
+MAX_YAML_DEPTH = 100
+MAX_YAML_CHARS = 1_000_000
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest run of unclosed ``[`` / ``{`` in ``text`` (brackets in strings count too: an upper
+    bound of the flow nesting, found in one linear pass)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
 def _yaml_load(text: str) -> Any:
-    data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    if _is_recursive(data):
-        raise ConfigError("recursive YAML anchor (a value that contains itself, like `a: &a [*a]`)")
+    """The value of a YAML document (safe loader: plain values only), refused when it is longer than
+    :data:`MAX_YAML_CHARS`, nests deeper than :data:`MAX_YAML_DEPTH`, is recursive or expands to more
+    than :data:`MAX_YAML_VALUES` values."""
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(f"the YAML is {len(text):,} characters long: a config is a few KB (at most {MAX_YAML_CHARS:,})")
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise ConfigError(f"the YAML nests more than {MAX_YAML_DEPTH} levels of [ or {{: a config is a few levels deep")
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise ConfigError("the YAML nests too deeply to read: a config is a few levels deep") from None
+    except yaml.constructor.ConstructorError as error:
+        tag = re.search(r"constructor for the tag '([^']*)'", str(error.problem))
+        if tag:
+            shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(
+                f"YAML tag {shown} is not allowed: a config holds plain values only (numbers, strings, true/false, "
+                "null, lists, mappings), and classes are given by name (activation_fn: ReLU)"
+            ) from None
+        raise
+    _check_expansion(data)
     return data
 
 
-def _is_recursive(value: Any, open_containers: frozenset[int] = frozenset()) -> bool:
-    """Whether a loaded YAML value contains itself (an alias to an enclosing anchor)."""
-    if not isinstance(value, (dict, list)):
-        return False
-    if id(value) in open_containers:
-        return True
-    inner = open_containers | {id(value)}
-    items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
-    return any(_is_recursive(item, inner) for item in items)
+def _check_expansion(value: Any) -> None:
+    """Refuse a value that contains itself (``a: &a [*a]``) or whose aliases expand to more than
+    MAX_YAML_VALUES values. Each container is visited once (aliases share one object), so this
+    takes time linear in the document, however many times its aliases are used."""
+    sizes: dict[int, int] = {}  # id -> expanded size of a finished container
+    open_ids: set[int] = set()  # containers on the current path
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        key = id(node)
+        items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        if children_done:
+            open_ids.discard(key)
+            size = 1 + sum(sizes.get(id(item), 1) for item in items)
+            if size > MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"the YAML expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases): "
+                    "a config is a few hundred values; write it without nested aliases"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_ids:
+            raise ConfigError("recursive YAML anchor (a value that contains itself, like `a: &a [*a]`)")
+        open_ids.add(key)
+        stack.append((node, True))
+        for item in items:
+            if isinstance(item, (dict, list)):
+                if id(item) in open_ids:
+                    raise ConfigError("recursive YAML anchor (a value that contains itself, like `a: &a [*a]`)")
+                if id(item) not in sizes:
+                    stack.append((item, False))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a YAML file (not validated)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a directory, not a config file: give a YAML file (an experiment directory keeps its "
+            f"resolved config in {path / 'config.yaml'})"
+        )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start}): a config is YAML text") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
     try:
         data = _yaml_load(text)
     except yaml.YAMLError as error:
@@ -204,12 +291,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [part.strip() for part in path], value
 
 
+# An override of a train-level budget applies to every env: it replaces the per-env values of an
+# `envs:` list (a smoke test `train.total_timesteps=2048` of a board with per-env budgets is one).
+_PER_ENV_BUDGETS = ("total_timesteps", "eval_every")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``raw`` with dotted overrides applied (missing mappings are created; a number
-    indexes a list: ``envs.0.kwargs.corridor_length=50``)."""
+    indexes a list: ``envs.0.kwargs.corridor_length=50``).
+
+    ``env=null`` or ``envs=null`` removes that key (to switch between the two forms). An override of
+    ``train.total_timesteps`` or ``train.eval_every`` replaces that value in every entry of ``envs:``
+    too, unless an override also sets it for the entry (``envs.2.total_timesteps=...``)."""
     result = _deep_copy(raw)
+    paths: list[list[str]] = []
     for text in overrides:
         path, value = parse_override(text)
+        paths.append(path)
+        if len(path) == 1 and path[0] in ("env", "envs") and value is None:
+            result.pop(path[0], None)
+            continue
         node: Any = result
         for depth, part in enumerate(path):
             where = ".".join(path[: depth + 1])
@@ -229,12 +330,21 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 if isinstance(node, dict) and node.get(index) is None:
                     node[index] = {}
                 node = node[index]
+    envs = result.get("envs")
+    if isinstance(envs, list):
+        for name in _PER_ENV_BUDGETS:
+            if ["train", name] not in paths:
+                continue
+            for index, entry in enumerate(envs):
+                if isinstance(entry, dict) and ["envs", str(index), name] not in paths:
+                    entry.pop(name, None)
     return result
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Read ``path``, apply ``overrides`` and validate. Raises :class:`ConfigError`."""
-    return validate_config(apply_overrides(read_yaml(path), overrides))
+def load_config(path: str | Path, overrides: Iterable[str] = (), *, build_envs: bool = True) -> ExperimentConfig:
+    """Read ``path``, apply ``overrides`` and validate (see :func:`validate_config` for
+    ``build_envs``). Raises :class:`ConfigError`."""
+    return validate_config(apply_overrides(read_yaml(path), overrides), build_envs=build_envs)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -440,14 +550,22 @@ class _Section(BaseModel):
 
 
 def _registered_env(env_id: str) -> str:
+    """``env_id`` if it is a key of gymnasium's registry. Only the exact key counts: gymnasium's own
+    ``make("module:Name-v0")`` would import ``module`` first, so an id with ``:`` that is not
+    registered is refused like any other unknown id."""
     import gymnasium as gym
 
     import dream_rl  # noqa: F401  (registers the suite)
+    from dream_rl.envs.wrappers import BUILDS_ENV_BY_NAME
 
     if env_id not in gym.registry:
         near = _nearest(env_id, gym.registry)
-        hint = f"did you mean '{near}'?" if near else "`dream-rl envs` lists the suite"
-        raise _Problem((), f"{env_id!r} is not a registered gymnasium environment ({hint})", near)
+        hint = f"did you mean '{near}'?" if near else "`dream-rl envs` lists the suite; an env of your own must be registered"
+        entry_point = " (a 'module:callable' entry point is not accepted: register it with gymnasium.register)" if ":" in env_id else ""
+        raise _Problem((), f"{env_id!r} is not a registered gymnasium environment{entry_point} ({hint})", near)
+    if env_id in BUILDS_ENV_BY_NAME:
+        raise _Problem((), f"{env_id!r} builds an env named in its kwargs through the old gym package, which imports any "
+                           "module it is given: give the env's own registered id instead")
     return env_id
 
 
@@ -461,7 +579,8 @@ class EnvConfig(_Section):
 
     @model_validator(mode="after")
     def _kwargs_fit_the_constructor(self) -> EnvConfig:
-        _check_env_kwargs(self.id, self.kwargs)
+        if _BUILD_ENVS.get():  # reading a results folder imports nothing, not even a registered env's module
+            _check_env_kwargs(self.id, self.kwargs)
         return self
 
 
@@ -702,25 +821,39 @@ def _dotted_path(*parts: str | None) -> str:
 # Validation
 
 
-def validate_config(raw: Any) -> ExperimentConfig:
-    """Check every key of a raw config and fill in the defaults (see the module docstring)."""
+# False while a config is validated as data only (build_envs=False): nothing is built or imported.
+_BUILD_ENVS: ContextVar[bool] = ContextVar("dream_rl_build_envs", default=True)
+
+
+def validate_config(raw: Any, *, build_envs: bool = True) -> ExperimentConfig:
+    """Check every key of a raw config and fill in the defaults (see the module docstring).
+
+    ``build_envs=True`` (a config to train) also builds each env once, from its registered id, to
+    check its kwargs and its observation space against the policies. ``build_envs=False`` checks
+    the config as data only (env ids must still be registered ids, but nothing is built or imported):
+    what ``report`` and ``evaluate`` do with the ``config.yaml`` of a results folder."""
+    token = _BUILD_ENVS.set(build_envs)
     try:
-        config = ExperimentConfig.model_validate(raw)
-    except ValidationError as error:
-        raise _from_validation_error(error) from None
-    except _Problem as problem:  # raised before pydantic's own loop (a non-mapping config)
-        raise _config_error(("config",), problem) from None
-    return _resolve(config)
+        try:
+            config = ExperimentConfig.model_validate(raw)
+        except ValidationError as error:
+            raise _from_validation_error(error) from None
+        except _Problem as problem:  # raised before pydantic's own loop (a non-mapping config)
+            raise _config_error(("config",), problem) from None
+        return _resolve(config, build_envs)
+    finally:
+        _BUILD_ENVS.reset(token)
 
 
-def _resolve(config: ExperimentConfig) -> ExperimentConfig:
+def _resolve(config: ExperimentConfig, build_envs: bool = True) -> ExperimentConfig:
     """Checks across sections, and the defaults that depend on other values."""
-    spaces = []
-    for where, env in _envs_with_paths(config):
-        spaces.append(_observation_space(env, where))
-    for (where, env), space in zip(_envs_with_paths(config), spaces):
-        for label, spec in config.policies.items():
-            _check_policy_space(spec.policy, space, f"policies.{label}.policy", env.id)
+    if build_envs:
+        spaces = []
+        for where, env in _envs_with_paths(config):
+            spaces.append(_observation_space(env, where))
+        for (where, env), space in zip(_envs_with_paths(config), spaces):
+            for label, spec in config.policies.items():
+                _check_policy_space(spec.policy, space, f"policies.{label}.policy", env.id)
 
     envs = config.envs
     if envs is not None:

@@ -21,6 +21,11 @@ stratified-bootstrap 95% CIs, probability of improvement over ``report.baseline`
 profiles, and a policy x env table of mean scores with the number of envs where each policy scores
 at least the baseline. A policy enters with the seeds it has on every env.
 
+A report reads files only: ``eval.csv`` and ``run_info.json`` as data, and each run's
+``config.yaml`` validated as data (``validate_config(..., build_envs=False)``): no env is built, no
+model loaded and nothing named in the folder imported, so a results folder from someone else is as
+safe to report on as a CSV file.
+
 Outputs: ``comparison.md``, ``comparison.csv``, ``learning_curves.png`` per env (in the env's
 folder; in ``<output_dir>/<name>/`` for the ``env:`` form); with several envs also
 ``aggregate.md``, ``aggregate.csv``, ``performance_profiles.png``, ``scores.csv`` (every run's final
@@ -39,6 +44,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, writes PNGs through Agg
 
 from dream_rl.experiments.config import ConfigError, EnvConfig, ExperimentConfig, Run, read_yaml, validate_config
+from dream_rl.experiments.records import read_eval_record, writable_dir
 from dream_rl.experiments.runner import read_run_info
 
 __all__ = [
@@ -52,6 +58,9 @@ __all__ = [
     "summarize",
     "write_report",
 ]
+
+# a report is written next to the runs; a folder shared read-only is copied first
+_COPY_HINT = "copy the experiment folder somewhere writable and report on the copy"
 
 CSV_COLUMNS = (
     "policy", "class", "seeds", "score", "final_score_mean", "final_score_std", "auc_mean", "auc_std",
@@ -116,22 +125,18 @@ def load_curves(config: ExperimentConfig, env: EnvConfig) -> tuple[list[RunCurve
     for run in config.runs():
         if run.env is not env:
             continue
-        record = run.run_dir / "eval.csv"
-        rows = []
-        if record.exists():
-            with record.open(newline="") as file:
-                rows = list(csv.DictReader(file))
+        rows = read_eval_record(run.run_dir / "eval.csv")
         if not rows:
             missing.append(run.name)
             continue
         info = read_run_info(run.run_dir)
-        has_scores = all(row["mean_score"] != "" for row in rows)
+        has_scores = all(row.mean_score is not None for row in rows)
         curves.append(
             RunCurve(
                 run=run,
-                timesteps=np.array([int(row["timesteps"]) for row in rows], dtype=float),
-                returns=np.array([float(row["mean_return"]) for row in rows]),
-                scores=np.array([float(row["mean_score"]) for row in rows]) if has_scores else None,
+                timesteps=np.array([row.timesteps for row in rows], dtype=float),
+                returns=np.array([row.mean_return for row in rows]),
+                scores=np.array([row.mean_score for row in rows]) if has_scores else None,
                 steps_per_second=float(info.get("steps_per_second", float("nan"))),
                 status=str(info.get("status", "unknown")),
             )
@@ -157,12 +162,18 @@ def summarize(config: ExperimentConfig, curves: list[RunCurve]) -> list[PolicySu
                 final_score=(float(finals.mean()), float(finals.std())),
                 auc=(float(aucs.mean()), float(aucs.std())),
                 final_return=(float(returns.mean()), float(returns.std())),
-                steps_per_second=float(np.nanmean([c.steps_per_second for c in runs])),
+                steps_per_second=_mean_of_known([c.steps_per_second for c in runs]),
                 timesteps=int(min(c.timesteps[-1] for c in runs)),
                 complete_runs=sum(c.status == "completed" for c in runs),
             )
         )
     return summaries
+
+
+def _mean_of_known(values: list[float]) -> float:
+    """The mean of the finite values (NaN when none is known, e.g. runs without run_info.json)."""
+    known = [v for v in values if np.isfinite(v)]
+    return float(np.mean(known)) if known else float("nan")
 
 
 def _pm(pair: tuple[float, float], digits: int) -> str:
@@ -175,7 +186,7 @@ def _trained_settings(curves: list[RunCurve]) -> str:
     values: dict[str, list[object]] = {k: [] for k in ("total", "seeds", "n_envs", "episodes", "greedy", "every")}
     for curve in curves:
         try:
-            run = validate_config(read_yaml(curve.run.run_dir / "config.yaml")).runs()[0]
+            run = validate_config(read_yaml(curve.run.run_dir / "config.yaml"), build_envs=False).runs()[0]
         except ConfigError:
             run = curve.run  # no readable run config: the experiment's values
         values["total"].append(run.train.total_timesteps)
@@ -362,12 +373,13 @@ def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -
     if missing:
         log(f"note: no evaluations yet for {', '.join(missing)} (left out of the comparison)")
     tables, curves_by_env = [], [curves for curves, _ in loaded]
+    writable_dir(config.experiment_dir, "report", _COPY_HINT)
     for env, curves in zip(config.env_list, curves_by_env):
         if not curves:
             continue
         normalized = all(c.scores is not None for c in curves)
         summaries = summarize(config, curves)
-        out = config.env_dir(env)
+        out = writable_dir(config.env_dir(env), "report", _COPY_HINT)
         table = format_markdown(config, env, curves, summaries, normalized)
         files = [out / "comparison.md", out / "comparison.csv", out / "learning_curves.png"]
         files[0].write_text(table)

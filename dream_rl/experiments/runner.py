@@ -58,18 +58,28 @@ from torch.utils.tensorboard import SummaryWriter
 import dream_rl
 from dream_rl import TorsoInternalsCallback
 from dream_rl.envs import normalized_score
+from dream_rl.errors import first_line
 from dream_rl.experiments.config import (
     ConfigError,
     EnvConfig,
     ExperimentConfig,
     Run,
+    SuiteEnvConfig,
     config_to_yaml,
     read_yaml,
     resolve_class,
     resolve_policy,
     validate_config,
 )
+from dream_rl.experiments.records import (
+    EVAL_COLUMNS,
+    check_writable_dir,
+    read_eval_record,
+    truncate_eval_record,
+    writable_dir,
+)
 from dream_rl.experiments.runlock import LOCK_NAME, RunLock
+from dream_rl.experiments.safe_load import load_recurrent_ppo
 from dream_rl.experiments.machine import cpu_name
 
 __all__ = [
@@ -78,6 +88,7 @@ __all__ = [
     "TrainingInterrupted",
     "build_model",
     "check_buildable",
+    "check_device",
     "evaluate_run",
     "find_run_dirs",
     "latest_checkpoint",
@@ -88,7 +99,6 @@ __all__ = [
     "train_run",
 ]
 
-EVAL_COLUMNS = ("timesteps", "mean_return", "std_return", "mean_score", "std_score", "mean_length", "episodes", "seconds")
 EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training envs
 _CHECKPOINT = re.compile(r"^rl_model_(\d+)_steps\.zip$")
 
@@ -121,6 +131,13 @@ def make_vec_env(env: EnvConfig, n_envs: int, seed: int) -> VecEnv:
     """``n_envs`` copies of ``env``, seeded ``seed, seed+1, ...`` at their first reset, with
     episode statistics (``VecMonitor``) and a loud failure on NaN/inf (``VecCheckNan``)."""
     env_id, kwargs = env.id, dict(env.kwargs)
+    from dream_rl.envs.wrappers import check_registered_id
+    from dream_rl.errors import EnvError
+
+    try:  # the config checked it already; a results folder's config.yaml reaches here too
+        check_registered_id(env_id, "env.id")
+    except EnvError as error:
+        raise ConfigError(str(error), "env.id") from None
 
     def make_one() -> gym.Env:
         import dream_rl  # noqa: F401  (registers the suite in subprocesses too)
@@ -167,12 +184,38 @@ def build_model(run: Run, env: VecEnv) -> RecurrentPPO:
     )
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it on this machine, else a ConfigError: a run never trains on a
+    device other than the one its config (and run_info.json) records."""
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        if not th.cuda.is_available():
+            built = "torch is built without CUDA" if th.version.cuda is None else "no CUDA device is visible"
+            raise ConfigError(f"algo.device: {device!r}, but {built} here (torch {th.__version__}): "
+                              "use algo.device=cpu (or auto, which picks CUDA where there is one)", "algo.device")
+        if index and int(index) >= th.cuda.device_count():
+            raise ConfigError(f"algo.device: {device!r}, but this machine has {th.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0..cuda:{th.cuda.device_count() - 1})", "algo.device")
+    if kind == "mps" and not th.backends.mps.is_available():
+        raise ConfigError(f"algo.device: 'mps', but torch has no MPS device here: use algo.device=cpu (or auto)", "algo.device")
+    return device
+
+
+def usable_device(device: str) -> str:
+    """The device to load a trained model on for evaluation: ``device`` where torch can use it, else the CPU."""
+    try:
+        return check_device(device)
+    except ConfigError:
+        return "cpu"
+
+
 def check_buildable(config: ExperimentConfig) -> None:
     """Build every policy once on a one-env copy of every env, so that a bad value fails before
     any training starts (as a ConfigError naming the policy)."""
     for env in config.env_list:
         for label in config.policies:
             run = Run(config, env, label, config.train.seeds[0])
+            check_device(run.algo.get("device", "cpu"))
             vec_env = make_vec_env(env, n_envs=1, seed=0)
             try:
                 build_model(run, vec_env)
@@ -211,15 +254,23 @@ def save_checkpoint(model: RecurrentPPO, directory: Path, keep: int) -> Path:
     return path
 
 
-def load_model(path: Path, env: VecEnv | None, device: str, what: str, way_on: str) -> RecurrentPPO:
-    """``RecurrentPPO.load``; a file that is not a saved model is a one-line ConfigError
-    "<what>: <path> is unreadable (<why>); <way_on>"."""
-    import zipfile
+# What to do about an unreadable model file, the same words from `train` and `evaluate`.
+UNREADABLE_MODEL_ADVICE = (
+    "delete it: `dream-rl train` then resumes from the previous checkpoint (and `evaluate` uses it), "
+    "or pass --fresh to train the run over"
+)
 
+
+def load_model(path: Path, env: VecEnv, run: Run, what: str, way_on: str = UNREADABLE_MODEL_ADVICE,
+               device: str | None = None) -> RecurrentPPO:
+    """``RecurrentPPO.load`` of ``path`` for ``run``, unpickling nothing from the file
+    (:mod:`.safe_load`); a file that is not a saved model of this run is a one-line ConfigError
+    "<what>: <path> is unreadable (<why>); <way_on>"."""
     try:
-        if not zipfile.is_zipfile(path):
-            raise ValueError("not a zip file")
-        return RecurrentPPO.load(path, env=env, device=device)
+        return load_recurrent_ppo(
+            path, env, device or run.algo.get("device", "cpu"), resolve_policy(run.policy.policy),
+            build_policy_kwargs(run.policy.policy_kwargs), run.algo,
+        )
     except Exception as error:  # noqa: BLE001  (a truncated or foreign file: say which, and how to go on)
         why = f"{type(error).__name__}: {str(error).splitlines()[0]}" if str(error) else type(error).__name__
         raise ConfigError(f"{what}: {path} is unreadable ({why}); {way_on}") from None
@@ -264,7 +315,10 @@ class PeriodicEvaluation(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.next_eval = (self.num_timesteps // self.every + 1) * self.every
-        if not self.record_path.exists():  # a new run: evaluate the untrained policy too
+        rows = read_eval_record(self.record_path)
+        if rows:  # a resumed run: its record already holds the evaluation at the resume step
+            self.last_eval = rows[-1].timesteps
+        else:  # a new run: evaluate the untrained policy too
             self.evaluate()
 
     def _on_step(self) -> bool:
@@ -316,7 +370,12 @@ class PeriodicEvaluation(BaseCallback):
 
 
 class PeriodicCheckpoint(BaseCallback):
-    """Every ``every`` env steps, save a checkpoint (keeping the ``keep`` most recent)."""
+    """Every ``every`` env steps, save a checkpoint (keeping the ``keep`` most recent).
+
+    A checkpoint is saved when a rollout starts, i.e. after the previous rollout's update: its
+    weights have learned from every step it counts, and a run resumed from it collects exactly the
+    rollouts an uninterrupted run would (a checkpoint in the middle of a rollout would count steps
+    whose update never happened, and shift every later rollout past the budget)."""
 
     def __init__(self, directory: Path, every: int, keep: int) -> None:
         super().__init__()
@@ -327,13 +386,39 @@ class PeriodicCheckpoint(BaseCallback):
     def _on_training_start(self) -> None:
         self.next_save = (self.num_timesteps // self.every + 1) * self.every
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_save:
             start = time.perf_counter()
             save_checkpoint(self.model, self.directory, self.keep)
             self.seconds += time.perf_counter() - start
             self.next_save = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
         return True
+
+
+class RolloutTracker(BaseCallback):
+    """Where the rollout being collected started: Ctrl-C in the middle of a rollout saves the model
+    at that step (the steps collected since were never learned from, and a resumed run collects
+    them again), so that an interrupted run ends at the same step as an uninterrupted one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollout_start: int | None = None
+        self.collecting = False
+
+    def _on_rollout_start(self) -> None:
+        self.rollout_start, self.collecting = self.num_timesteps, True
+
+    def _on_rollout_end(self) -> None:
+        self.collecting = False
+
+    def _on_step(self) -> bool:
+        return True
+
+    def steps_learned(self, num_timesteps: int) -> int:
+        """The steps the model's weights have learned from (``num_timesteps`` outside a rollout)."""
+        return self.rollout_start if self.collecting and self.rollout_start is not None else num_timesteps
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,31 +459,21 @@ def _environment_info() -> dict[str, Any]:
     }
 
 
-def _truncate_eval_record(path: Path, timesteps: int) -> None:
-    """Drop evaluations made after ``timesteps`` (the checkpoint a run resumes from)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as file:
-        rows = [row for row in csv.DictReader(file) if int(row["timesteps"]) <= timesteps]
-    if not rows:
-        path.unlink()
-        return
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=EVAL_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _check_same_setup(run: Run) -> None:
     """An existing run must come from the same env, algo and policy settings."""
     path = run.run_dir / "config.yaml"
     if not path.exists():
         return
     try:
-        old = validate_config(read_yaml(path)).to_dict()
+        old = validate_config(read_yaml(path), build_envs=False).to_dict()
     except ConfigError:
         old = read_yaml(path)
     new = run.config.to_dict()
+    for entries in (old.get("envs"), new.get("envs")):  # a raised per-env budget resumes, as train's does
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                entry.pop("total_timesteps", None)
+                entry.pop("eval_every", None)
     for section in ("env", "envs", "algo", "policies"):
         difference = _first_difference(old.get(section), new.get(section), section)
         if difference:
@@ -409,20 +484,20 @@ def _check_same_setup(run: Run) -> None:
             )
 
 
-def _first_difference(old: Any, new: Any, key: str) -> str | None:
+def _first_difference(old: Any, new: Any, key: str, then: str = "in the run") -> str | None:
     if isinstance(old, dict) and isinstance(new, dict):
         for name in list(old) + [n for n in new if n not in old]:
-            found = _first_difference(old.get(name), new.get(name), f"{key}.{name}")
+            found = _first_difference(old.get(name), new.get(name), f"{key}.{name}", then)
             if found:
                 return found
         return None
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for index, (a, b) in enumerate(zip(old, new)):
-            found = _first_difference(a, b, f"{key}.{index}")
+            found = _first_difference(a, b, f"{key}.{index}", then)
             if found:
                 return found
         return None
-    return None if old == new else f"{key}: {old!r} in the run, {new!r} now"
+    return None if old == new else f"{key}: {old!r} {then}, {new!r} now"
 
 
 def _clear_run_dir(run_dir: Path) -> None:
@@ -449,7 +524,8 @@ def train_run(
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Train (or resume, or skip) one run under its lock. See the module doc."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    check_device(run.algo.get("device", "cpu"))
+    writable_dir(run.run_dir)
     with RunLock(run.run_dir, run.name):
         if fresh:
             _clear_run_dir(run.run_dir)
@@ -491,22 +567,22 @@ def _train_locked(
     else:
         path, resume_steps = start_from
         try:
-            model = load_model(path, env, run.algo.get("device", "cpu"), f"cannot resume {name}",
-                               "delete it to resume from the previous checkpoint, or pass --fresh to start over")
+            model = load_model(path, env, run, f"cannot resume {name}")
         except ConfigError:
             env.close()
             eval_env.close()
             raise
         model.set_random_seed(run.seed + resume_steps)  # load() re-seeded everything with `seed`
         model._last_obs = None  # the envs are new: make learn() reset them  # noqa: SLF001
-        _truncate_eval_record(run_dir / "eval.csv", resume_steps)
+        truncate_eval_record(run_dir / "eval.csv", resume_steps)
         log(f"[{name}] resuming from {path.name} at {resume_steps}/{train.total_timesteps} steps")
     # a resumed run's history ends at resume_steps: TensorBoard hides later events of earlier sessions
     tensorboard = ResumableTensorBoard(run_dir / "tb", purge_step=resume_steps + 1 if start_from else None)
     model.set_logger(Logger(folder=str(run_dir / "tb"), output_formats=[tensorboard]))
     (run_dir / "config.yaml").write_text(config_to_yaml(run.config))
     info.update(status="running", policy=run.policy.policy, label=run.policy_label, env=run.env.id, seed=run.seed,
-                total_timesteps=train.total_timesteps, timesteps=resume_steps, environment=_environment_info())
+                total_timesteps=train.total_timesteps, timesteps=resume_steps, device=str(model.device),
+                environment=_environment_info())
     _write_run_info(run_dir, info)
 
     # 4. Learn.
@@ -515,7 +591,8 @@ def _train_locked(
         run_dir / "eval.csv", tensorboard,
     )
     checkpoints = PeriodicCheckpoint(run_dir / "checkpoints", train.checkpoint_every, train.keep_checkpoints)
-    callbacks: list[BaseCallback] = [evaluation, checkpoints]
+    rollouts = RolloutTracker()
+    callbacks: list[BaseCallback] = [rollouts, evaluation, checkpoints]
     callbacks.append(TorsoInternalsCallback())  # torso/* scalars; a no-op for non-DREAM policies
     callbacks.extend(extra_callbacks)
     show_progress = train.progress_bar if progress_bar is None else progress_bar
@@ -547,6 +624,9 @@ def _train_locked(
         )
     except KeyboardInterrupt:
         close_bar()
+        # the steps of an unfinished rollout were never learned from: the checkpoint counts the
+        # steps its weights have learned from, and the resumed run collects that rollout again
+        model.num_timesteps = rollouts.steps_learned(model.num_timesteps)
         checkpoint = save_checkpoint(model, run_dir / "checkpoints", train.keep_checkpoints)
         account()
         info["status"] = "interrupted"
@@ -573,11 +653,21 @@ def _train_locked(
     return RunResult(name, run_dir, "completed", model.num_timesteps, info["steps_per_second"])
 
 
-def prepare_experiment(config: ExperimentConfig) -> None:
+def prepare_experiment(config: ExperimentConfig, fresh: bool = False) -> None:
     """Before training: every policy builds on every env, and the experiment folder holds the
-    resolved config (merged with the runs trained there earlier)."""
+    resolved config (merged with the runs trained there earlier).
+
+    An experiment folder that holds another experiment's config (another algo or env, so that its
+    runs could not be reported with this config's) is refused, unless ``fresh``: this config
+    then replaces it, and the runs it does not name stay on disk but leave the report."""
     check_buildable(config)
-    config.experiment_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(config.experiment_dir)
+    conflict = _conflict_with_earlier_runs(config)
+    if conflict and not fresh:
+        raise ConfigError(
+            f"{config.experiment_dir} holds experiment {config.name!r} trained with another config ({conflict}); "
+            f"give this one another name (name={config.name}-2) or output_dir, or pass --fresh to replace it "
+            "(the earlier runs stay on disk but leave the report)", "name")
     (config.experiment_dir / "config.yaml").write_text(config_to_yaml(_merge_with_earlier_runs(config)))
 
 
@@ -592,7 +682,7 @@ def run_experiment(
 ) -> list[RunResult]:
     """Train every run: one after the other here (``workers=1``), in ``workers`` processes, or as
     Ray tasks (``ray_address``). ``fresh`` deletes each run's previous outputs first."""
-    prepare_experiment(config)
+    prepare_experiment(config, fresh=fresh)
     if workers > 1 or ray_address is not None:
         from dream_rl.experiments.parallel import run_parallel
 
@@ -627,10 +717,11 @@ def evaluate_run(
     seed: int = 12345,
 ) -> dict[str, Any]:
     """Evaluate a run's final model (or latest checkpoint, or ``model_path``) on fresh episodes."""
-    config = validate_config(read_yaml(run_dir / "config.yaml"))
+    # data only: the env is built below from its registered id, the model loaded without unpickling
+    config = validate_config(read_yaml(run_dir / "config.yaml"), build_envs=False)
     run = config.runs()[0]
-    what, way_on = ("--model", "give a .zip saved by RecurrentPPO") if model_path is not None else (
-        f"evaluate {run_dir}", "train the run again to write it anew")
+    what, way_on = ("--model", "give a .zip saved by dream-rl for this run") if model_path is not None else (
+        f"evaluate {run_dir}", UNREADABLE_MODEL_ADVICE)
     if model_path is None:
         model_path = run_dir / "final_model.zip"
         if not model_path.exists():
@@ -642,9 +733,15 @@ def evaluate_run(
         raise ConfigError(f"model file not found: {model_path}")
     episodes = episodes or run.train.eval_episodes
     th.set_num_threads(run.train.torch_threads)
-    env = make_vec_env(run.env, min(run.env.n_envs, episodes), seed=seed)
     try:
-        model = load_model(model_path, env, run.algo.get("device", "cpu"), what, way_on)
+        env = make_vec_env(run.env, min(run.env.n_envs, episodes), seed=seed)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001  (an env that its saved kwargs cannot build: say which)
+        raise ConfigError(f"{run_dir / 'config.yaml'}: env {run.env.id} cannot be built with {dict(run.env.kwargs)}: "
+                          f"{first_line(error)}", "env.kwargs") from None
+    try:
+        model = load_model(model_path, env, run, what, way_on, device=usable_device(run.algo.get("device", "cpu")))
         model.set_random_seed(seed)  # load() re-seeded the env with the training seed
         returns, lengths = evaluate_policy(
             model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
@@ -665,28 +762,61 @@ def evaluate_run(
     }
 
 
+def _earlier_experiment(config: ExperimentConfig) -> ExperimentConfig | ConfigError | None:
+    """The config saved in ``config``'s experiment folder (checked as data), the error that makes
+    it unreadable, or None when there is none."""
+    path = config.experiment_dir / "config.yaml"
+    if not path.exists():
+        return None
+    try:
+        return validate_config(read_yaml(path), build_envs=False)
+    except ConfigError as error:
+        return error
+
+
+def _budgetless(env: EnvConfig) -> EnvConfig:
+    """An ``envs:`` entry without its budget: raising a budget keeps the same experiment."""
+    if isinstance(env, SuiteEnvConfig):
+        return env.model_copy(update={"total_timesteps": None, "eval_every": None})
+    return env
+
+
+def _conflict_with_earlier_runs(config: ExperimentConfig) -> str | None:
+    """Why the runs trained earlier in ``config``'s experiment folder cannot be reported together
+    with ``config``'s (another algo, another env form, another env under a label), or None."""
+    earlier = _earlier_experiment(config)
+    if earlier is None:
+        return None
+    if isinstance(earlier, ConfigError):
+        return f"its config.yaml is unreadable: {earlier}"
+    if earlier.algo != config.algo:
+        return _first_difference(earlier.algo, config.algo, "algo", "earlier") or "algo"
+    if (earlier.envs is None) != (config.envs is None):
+        return "env: in one, envs: in the other"
+    if config.envs is None:
+        if earlier.env != config.env:
+            return _first_difference(earlier.env.model_dump(), config.env.model_dump(), "env", "earlier") or "env"  # type: ignore[union-attr]
+        return None
+    labels = {env.label: _budgetless(env) for env in config.envs}
+    for index, env in enumerate(earlier.envs):  # type: ignore[arg-type]
+        if env.label in labels and labels[env.label] != _budgetless(env):
+            difference = _first_difference(_budgetless(env).model_dump(), labels[env.label].model_dump(), f"envs.{index}", "earlier")
+            return difference or f"env label {env.label!r} names another env"
+    return None
+
+
 def _merge_with_earlier_runs(config: ExperimentConfig) -> ExperimentConfig:
     """The config to save at the experiment level (what ``report DIR`` compares): ``config`` plus
     the envs, policies and seeds trained earlier into the same directory with the same algo (and,
     in the ``env:`` form, the same env), so that adding a seed, a policy or an env later
-    (``train.seeds=[3]``) keeps the earlier runs in the report."""
-    path = config.experiment_dir / "config.yaml"
-    if not path.exists():
-        return config
-    try:
-        earlier = validate_config(read_yaml(path))
-    except ConfigError:
-        return config
-    if earlier.algo != config.algo or (earlier.envs is None) != (config.envs is None):
+    (``train.seeds=[3]``) keeps the earlier runs in the report. ``config`` alone when the earlier
+    runs cannot be merged (:func:`prepare_experiment` refuses that case without ``--fresh``)."""
+    earlier = _earlier_experiment(config)
+    if earlier is None or isinstance(earlier, ConfigError) or _conflict_with_earlier_runs(config):
         return config
     update: dict[str, Any] = {}
-    if config.envs is None:
-        if earlier.env != config.env:
-            return config
-    else:
-        labels = {env.label: env for env in config.envs}
-        if any(labels.get(env.label, env) != env for env in earlier.envs):  # type: ignore[union-attr]
-            return config  # an env label now means another env
+    if config.envs is not None:
+        labels = {env.label for env in config.envs}
         update["envs"] = list(config.envs) + [env for env in earlier.envs if env.label not in labels]  # type: ignore[union-attr]
     seeds = earlier.train.seeds + [seed for seed in config.train.seeds if seed not in earlier.train.seeds]
     update["policies"] = {**earlier.policies, **config.policies}

@@ -42,7 +42,9 @@ at that evaluation (its ``run_info.json`` says ``pruned``).
 Storage: an SQLite file ``<output_dir>/<name>/study.db`` by default; any Optuna RDB URL
 (``sqlite:///path``, ``postgresql://...``, ``mysql+pymysql://...``), or a journal file (a path
 ending in ``.log`` or ``.journal``, or ``journal:PATH``) shares one study between processes and
-machines. ``workers`` processes run on the same storage at once.
+machines; a plain path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` is an SQLite file. Anything
+else (``--storage notaurl``) is refused rather than taken as a file name. ``workers`` processes run
+on the same storage at once.
 
 Outputs in ``<output_dir>/<name>/``: the study storage, ``best_config.yaml`` (the config with the
 best trial's values, without the ``tune`` section: ready for ``dream-rl train|compare``) and
@@ -67,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dream_rl.experiments.config import ConfigError, apply_overrides, read_yaml, validate_config
+from dream_rl.experiments.records import read_eval_record, writable_dir
 
 if TYPE_CHECKING:  # optuna is an optional extra, imported when tuning starts
     import optuna
@@ -319,6 +322,22 @@ def _env_ids(raw: dict[str, Any]) -> list[str]:
 # Storage
 
 
+JOURNAL_SUFFIXES = (".log", ".journal")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+STORAGE_HINT = (
+    "an RDB URL (sqlite:///study.db, postgresql://...), a journal file (PATH.log, PATH.journal or journal:PATH) "
+    "or an SQLite file (PATH.db)"
+)
+
+
+def _storage_folder(path: Path, storage: str) -> None:
+    """Create the folder of a storage file, or a one-line ConfigError saying why it cannot be."""
+    try:
+        writable_dir(path.parent, f"--storage {storage}", "choose a path in a folder you can write to")
+    except ConfigError as error:
+        raise ConfigError(str(error)) from None
+
+
 def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
     """(a printable description, what ``optuna.create_study(storage=...)`` takes)."""
     import optuna
@@ -326,15 +345,22 @@ def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
     if storage is None:
         storage = str((tune_dir / "study.db").resolve())
     journal = storage.removeprefix("journal:") if storage.startswith("journal:") else None
-    if journal is None and "://" not in storage and storage.endswith((".log", ".journal")):
+    if journal is None and "://" not in storage and storage.endswith(JOURNAL_SUFFIXES):
         journal = storage
     if journal is not None:
         from optuna.storages.journal import JournalFileBackend
 
-        Path(journal).parent.mkdir(parents=True, exist_ok=True)
-        return f"journal file {journal}", optuna.storages.JournalStorage(JournalFileBackend(journal))
-    if "://" not in storage:  # a plain path: an SQLite file
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        if not journal:
+            raise ConfigError(f"--storage {storage}: expected a file after journal:, e.g. journal:runs/study.log")
+        _storage_folder(Path(journal), storage)
+        try:
+            return f"journal file {journal}", optuna.storages.JournalStorage(JournalFileBackend(journal))
+        except OSError as error:
+            raise ConfigError(f"--storage {storage}: cannot open it ({error.strerror or type(error).__name__})") from None
+    if "://" not in storage:  # a plain path: an SQLite file, if it says so
+        if not storage.endswith(SQLITE_SUFFIXES):
+            raise ConfigError(f"--storage {storage!r}: expected {STORAGE_HINT}")
+        _storage_folder(Path(storage), storage)
         storage = f"sqlite:///{Path(storage).resolve()}"
     engine_kwargs: dict[str, Any] = {}
     if storage.startswith("sqlite"):
@@ -352,12 +378,9 @@ def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
 def _read_eval(path: Path) -> tuple[list[float], list[float]]:
     """(timesteps, score) of every evaluation in ``eval.csv``; the score is the normalized score,
     or the mean return for envs without reference scores."""
-    if not path.exists():
-        return [], []
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    steps = [float(r["timesteps"]) for r in rows]
-    scores = [float(r["mean_score"]) if r["mean_score"] != "" else float(r["mean_return"]) for r in rows]
+    rows = read_eval_record(path)
+    steps = [float(r.timesteps) for r in rows]
+    scores = [r.mean_score if r.mean_score is not None else r.mean_return for r in rows]
     return steps, scores
 
 
@@ -527,11 +550,29 @@ def load_tune_config(config_path: str | Path, overrides: Iterable[str] = ()) -> 
     return base, settings, base_config.experiment_dir, base_config.name
 
 
+def _check_arguments(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    """``kwargs`` for ``cls`` (TPESampler, MedianPruner) from a config: known names, plain values
+    (numbers, true/false, null). Arguments that take a function (TPESampler's gamma, weights,
+    constraints_func) cannot come from YAML and are refused by name."""
+    import inspect
+
+    params = {name: param for name, param in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+    valid = [name for name, param in params.items() if "Callable" not in str(param.annotation)]
+    for name, value in kwargs.items():
+        if name not in valid:
+            why = "takes a function, which a config cannot give" if name in params else "unknown argument"
+            raise ConfigError(f"{where}.{name}: {why} of {cls.__name__} (valid: {', '.join(valid)})", f"{where}.{name}")
+        if value is not None and not isinstance(value, (bool, int, float)):
+            raise ConfigError(f"{where}.{name}: expected a number, true/false or null, got {value!r}", f"{where}.{name}")
+
+
 def _open_study(job: _Job, settings: TuneSettings, tune_dir: Path, default_name: str, seed_offset: int = 0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print our own progress lines
     description, storage = resolve_storage(job.storage, tune_dir)
+    _check_arguments(optuna.samplers.TPESampler, settings.sampler, "tune.sampler")
+    _check_arguments(optuna.pruners.MedianPruner, settings.pruner or {}, "tune.pruner")
     sampler_kwargs = {"n_startup_trials": 5, "seed": 0, **settings.sampler}
     if sampler_kwargs.get("seed") is not None:
         sampler_kwargs["seed"] = int(sampler_kwargs["seed"]) + seed_offset
@@ -598,7 +639,7 @@ def run_tuning(
         raise ConfigError(f"--study-name {study_name!r}: names a folder of trials: use letters, digits, '_', '-', '.'")
     overrides = tuple(overrides)
     base, settings, tune_dir, name = load_tune_config(config_path, overrides)
-    tune_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(tune_dir)
     job = _Job(str(config_path), overrides, storage, study_name, n_trials, -1)
     study, description = _open_study(job, settings, tune_dir, name)  # creates it once, before the workers
     log(f"study {study.study_name!r} in {description}: {len(study.trials)} earlier trials; "

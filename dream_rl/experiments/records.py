@@ -1,0 +1,119 @@
+"""The files of a results folder that dream-rl reads back as data: ``eval.csv`` (one row per
+evaluation) and the output folders it writes into.
+
+Everything here reads or writes plain files: ``report`` builds its tables from these records and
+the runs' ``config.yaml`` (checked as data), and never builds an env or loads a model. A record that
+is not what dream-rl writes is a one-line :class:`~dream_rl.errors.ConfigError` naming the file and
+the line, not a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dream_rl.errors import ConfigError
+
+__all__ = ["EVAL_COLUMNS", "EvalRow", "check_writable_dir", "read_eval_record", "truncate_eval_record", "writable_dir"]
+
+EVAL_COLUMNS = ("timesteps", "mean_return", "std_return", "mean_score", "std_score", "mean_length", "episodes", "seconds")
+_REQUIRED = ("timesteps", "mean_return", "mean_score")
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One evaluation: ``mean_score`` is None for an env without reference returns."""
+
+    timesteps: int
+    mean_return: float
+    mean_score: float | None
+    row: dict[str, str]  # the row as written, every column
+
+
+def _malformed(path: Path, detail: str) -> ConfigError:
+    return ConfigError(
+        f"{path}: not an evaluation record written by dream-rl ({detail}); move it away and train the run "
+        "again (dream-rl train CONFIG resumes it; --fresh starts it over)"
+    )
+
+
+def read_eval_record(path: Path) -> list[EvalRow]:
+    """The rows of ``eval.csv`` ([] when the file does not exist), in order of timesteps.
+
+    Raises :class:`ConfigError` for a file that is unreadable, lacks a column, holds a value that is
+    not a number, or whose timesteps go backwards."""
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            missing = [name for name in _REQUIRED if name not in (reader.fieldnames or [])]
+            if missing:
+                raise _malformed(path, f"no column {missing[0]!r}")
+            raw_rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise _malformed(path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")) from None
+    rows: list[EvalRow] = []
+    for line, raw in enumerate(raw_rows, start=2):  # line 1 is the header
+        try:
+            timesteps = int(raw["timesteps"])
+            mean_return = float(raw["mean_return"])
+            score_text = raw["mean_score"]
+            mean_score = None if score_text in ("", None) else float(score_text)
+        except (TypeError, ValueError):
+            bad = next((name for name in _REQUIRED if not _is_number(raw.get(name), name)), "a value")
+            raise _malformed(path, f"line {line}: {bad} is {raw.get(bad)!r}, not a number") from None
+        if timesteps < 0 or (rows and timesteps < rows[-1].timesteps):
+            raise _malformed(path, f"line {line}: timesteps {timesteps} after {rows[-1].timesteps if rows else 0}")
+        rows.append(EvalRow(timesteps, mean_return, mean_score, {k: v for k, v in raw.items() if isinstance(k, str)}))
+    return rows
+
+
+def _is_number(text: object, name: str) -> bool:
+    if name == "mean_score" and text == "":
+        return True
+    try:
+        int(text) if name == "timesteps" else float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def truncate_eval_record(path: Path, timesteps: int) -> None:
+    """Drop evaluations made after ``timesteps`` (the checkpoint a run resumes from)."""
+    rows = [row for row in read_eval_record(path) if row.timesteps <= timesteps]
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=EVAL_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row.row for row in rows)
+
+
+def check_writable_dir(path: Path, what: str = "output_dir") -> None:
+    """Without creating anything: the nearest existing folder of ``path`` is a folder this process
+    may write into. Raises :class:`ConfigError` (``what`` names the setting to change)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"{what}: cannot create {path}: {existing} is a file, not a folder; choose another {what}", what)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: cannot create {path}: {existing} is not writable; choose another {what}", what)
+
+
+def writable_dir(path: Path, what: str = "output_dir", way_on: str = "choose a folder you can write to") -> Path:
+    """Create ``path`` (with its parents) and check that a file can be written in it. Raises
+    :class:`ConfigError` "<what>: cannot write into <path> (<reason>); <way_on>"."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"{what}: cannot write into {path} ({reason}); {way_on}", what) from None
+    return path
