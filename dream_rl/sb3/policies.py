@@ -122,15 +122,26 @@ def _torso_keys(keys: Any, prefix: str) -> set[str]:
     return {re.sub(r"\d+", "#", key[len(prefix) :]) for key in keys if key.startswith(prefix)}
 
 
-def _identify_torso(keys: set[str]) -> str | None:
-    """The registered torso whose parameter names (layer indices aside) are ``keys``, if exactly one is."""
+def _identify_torso(state_dict: Any, prefix: str) -> str | None:
+    """The registered torso whose parameter names (layer indices aside) are those under ``prefix`` in
+    ``state_dict``, if exactly one is. The torch RNNs share their names; their gate count (the rows of
+    ``weight_hh`` over its columns: 4 for the LSTM, 3 for the GRU, 1 for Elman) tells them apart."""
+    keys = _torso_keys(state_dict, prefix)
+
+    def gates(weights: Any, key: str) -> int | None:
+        weight = weights.get(key)
+        return weight.shape[0] // weight.shape[1] if isinstance(weight, th.Tensor) and weight.dim() == 2 else None
+
     matches = []
     for name, torso_class in TORSOS.items():
         try:
             candidate = torso_class(2, 8, 2, **TORSO_RL_DEFAULTS.get(name, {}))
         except Exception:  # noqa: BLE001 - a torso that cannot be built at this size is no candidate
             continue
-        if _torso_keys(candidate.state_dict(), "") == keys:
+        weights = candidate.state_dict()
+        if _torso_keys(weights, "") == keys and gates(weights, "rnn.weight_hh_l0") == gates(
+            state_dict, prefix + "rnn.weight_hh_l0"
+        ):
             matches.append(name)
     return matches[0] if len(matches) == 1 else None
 
@@ -350,8 +361,8 @@ class RecurrentTorsoPolicy(RecurrentActorCriticPolicy):
     def _checkpoint_mismatch(self, state_dict: Any, error: RuntimeError) -> PolicyError:
         prefix = "lstm_actor.torso."
         theirs, ours = _torso_keys(state_dict, prefix), _torso_keys(self.state_dict(), prefix)
-        if theirs != ours:
-            saved = _identify_torso(theirs) if theirs else None
+        saved = _identify_torso(state_dict, prefix) if theirs else None
+        if theirs != ours or (saved is not None and saved != self.torso_name):
             saved_name = repr(saved) if saved else "another torso (or other torso options)"
             if any(key.startswith("lstm_actor.weight_") for key in state_dict):
                 saved_name = "sb3-contrib's nn.LSTM (MlpLstmPolicy)"
