@@ -55,3 +55,18 @@ html_theme_options = {"navigation_depth": 3, "collapse_navigation": False}
 html_show_sourcelink = False
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+
+
+def _pydantic_signature(app, what, name, obj, options, signature, return_annotation):
+    """Pydantic models: show ``(**fields)`` instead of every field's validator annotations."""
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pragma: no cover - pydantic is a dependency of dream-rl
+        return None
+    if what == "class" and isinstance(obj, type) and issubclass(obj, BaseModel):
+        return "(**fields)", None
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", _pydantic_signature)
