@@ -19,10 +19,11 @@ def cosine(key: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
 
 
 def paper_allocation(usage: torch.Tensor) -> torch.Tensor:
-    """a[φ_j] = (1 − u[φ_j]) Π_{i<j} u[φ_i], one sample at a time with Python's stable sort."""
+    """a[φ_j] = (1 − u[φ_j]) Π_{i<j} u[φ_i], one sample at a time; φ sorts by usage, equal usages (to 1e-12,
+    rounding noise) by index."""
     out = torch.zeros_like(usage)
     for b in range(usage.shape[0]):
-        order = sorted(range(usage.shape[1]), key=lambda i: usage[b, i].item())
+        order = sorted(range(usage.shape[1]), key=lambda i: (round(usage[b, i].item(), 12), i))
         running = torch.ones((), dtype=usage.dtype)
         for slot in order:
             out[b, slot] = (1 - usage[b, slot]) * running
@@ -43,12 +44,12 @@ def paper_step(layer, x_t, state):
         controller.bias_ih.copy_(layer.controller_x.bias)
         controller.bias_hh.zero_()
     h, cell = controller(torch.cat([x_t, reads], dim=1), (h, cell))
-    xi = layer.interface(h)
-    parts = xi.split(layer.interface_sizes, dim=1)
-    read_keys, read_strengths = parts[0].reshape(batch, r, w), 1 + F.softplus(parts[1])
-    write_key, write_strength = parts[2], 1 + F.softplus(parts[3])
-    erase, write_vector, free = torch.sigmoid(parts[4]), parts[5], torch.sigmoid(parts[6])
-    g_a, g_w, modes = torch.sigmoid(parts[7]), torch.sigmoid(parts[8]), torch.softmax(parts[9].reshape(batch, r, 3), -1)
+    xi = dict(zip(layer.interface_names, layer.interface(h).split(layer.interface_sizes, dim=1)))
+    read_keys, read_strengths = xi["read_keys"].reshape(batch, r, w), 1 + F.softplus(xi["read_strengths"])
+    write_key, write_strength = xi["write_key"], 1 + F.softplus(xi["write_strength"])
+    erase, write_vector, free = torch.sigmoid(xi["erase"]), xi["write_vector"], torch.sigmoid(xi["free_gates"])
+    g_a, g_w = torch.sigmoid(xi["allocation_gate"]), torch.sigmoid(xi["write_gate"])
+    modes = torch.softmax(xi["read_modes"].reshape(batch, r, 3), -1)
     psi = torch.ones(batch, n, dtype=x_t.dtype)
     for i in range(r):
         psi = psi * (1 - free[:, i : i + 1] * read_w[:, i])
@@ -134,6 +135,24 @@ def test_allocation_is_the_papers_free_list():
     torch.testing.assert_close(allocation[1], torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))  # empty: slot 0
     torch.testing.assert_close(allocation[2], torch.tensor([0.0, 0.0, 0.7, 0.0], dtype=torch.float64))  # full slots: none
     torch.testing.assert_close(allocation, paper_allocation(usage))
+
+
+def test_allocation_breaks_ties_by_index_not_by_rounding_noise():
+    usage = torch.tensor([[0.3 + 1e-15, 0.3, 0.3 - 1e-15, 0.9], [0.3 - 1e-15, 0.3, 0.3 + 1e-15, 0.9]], dtype=torch.float64)
+    allocation = allocation_weights(usage)
+    assert allocation.argmax(dim=1).tolist() == [0, 0]
+    torch.testing.assert_close(allocation[0], allocation[1])
+
+
+def test_a_sample_gets_the_same_state_in_any_batch():
+    """Rounding differs between batch sizes; the slots a sample allocates must not (see allocation_weights)."""
+    torch.manual_seed(0)
+    torso = TORSOS["dnc"](F_IN, H).double()
+    x = torch.randn(12, 5, F_IN, dtype=torch.float64)
+    with torch.no_grad():
+        _, alone = torso(x[:, 2:3], torso.initial_state(1, dtype=torch.float64))
+        _, batched = torso(x, torso.initial_state(5, dtype=torch.float64))
+    torch.testing.assert_close(batched[2:3], alone, rtol=1e-9, atol=1e-10)
 
 
 def test_usage_grows_with_writes_and_falls_with_freed_reads():

@@ -28,8 +28,9 @@ Zeros are the initial state: an empty memory, no usage, no links, no precedence,
 weightings and reads, and a zero controller state. The cosine similarity is
 ``k·M[i] / (sqrt(‖k‖² + ε) sqrt(‖M[i]‖² + ε))`` with ``ε = 1e-6`` (as DeepMind's implementation adds one):
 at the empty memory it is 0 (a uniform content weighting), and its gradient stays finite (a plain
-norm's gradient is 0/0 at a zero word). The allocation's sort is stable, so among equally unused
-slots the lowest index is allocated first (slot 0 from the empty memory).
+norm's gradient is 0/0 at a zero word). Among equally used slots the allocation's sort puts the lowest
+index first (slot 0 from the empty memory), by a key of ``u + 1e-6 · index``: the paper leaves ties
+open, and an order set by rounding noise would differ between batch sizes (see ``allocation_weights``).
 
 Source: the paper's equations; POPGym's DNC baseline (Morad et al., ICLR 2023) wraps the ``dnc``
 package with the same model and state (controller, memory, links, precedence, read and write
@@ -55,9 +56,15 @@ from torch.nn import functional as F
 from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
-__all__ = ["DncLayer", "DncTorso", "allocation_weights", "content_weights", "updated_links", "updated_usage"]
+__all__ = ["DncLayer", "DncTorso", "allocation_weights", "content_weights", "normalised", "updated_links", "updated_usage"]
 
 EPS = 1e-6
+TIE_BREAK = 1e-6  # per slot index, added to the usage for the allocation's sort only
+
+
+def normalised(vectors: Tensor) -> Tensor:
+    """``v / sqrt(‖v‖² + ε)`` along the last axis: unit length, and 0 (with a finite gradient) at 0."""
+    return vectors * torch.rsqrt(vectors.square().sum(-1, keepdim=True) + EPS)
 
 
 def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
@@ -68,18 +75,22 @@ def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
     Returns:
         (B, K, N), each row a distribution over the words.
     """
-    dots = keys @ memory.transpose(1, 2)  # (B, K, N)
-    key_norms = torch.sqrt(keys.square().sum(-1, keepdim=True) + EPS)  # (B, K, 1)
-    word_norms = torch.sqrt(memory.square().sum(-1) + EPS).unsqueeze(1)  # (B, 1, N)
-    return torch.softmax(strengths.unsqueeze(-1) * dots / (key_norms * word_norms), dim=-1)
+    return torch.softmax(strengths.unsqueeze(-1) * (normalised(keys) @ normalised(memory).transpose(1, 2)), dim=-1)
 
 
 def allocation_weights(usage: Tensor) -> Tensor:
-    """``a[φ_j] = (1 − u[φ_j]) Π_{i<j} u[φ_i]`` with ``φ`` the slots sorted by usage, ascending (stable).
+    """``a[φ_j] = (1 − u[φ_j]) Π_{i<j} u[φ_i]`` with ``φ`` the slots sorted by usage, ascending.
 
-    (B, N) → (B, N).
+    (B, N) → (B, N). Slots used equally (in exact arithmetic) are ordered by index: the sort key is
+    ``u + TIE_BREAK · index``. Equally used slots are common (every slot the empty memory's uniform
+    content lookup wrote to alike), and without the offset their order would follow rounding noise,
+    which differs between batch sizes: the same sample would allocate different slots in a rollout
+    and in a training batch (the outputs agree, since such slots are exact twins, but the states
+    would be permutations of each other).
     """
-    sorted_usage, order = torch.sort(usage, dim=-1, stable=True)
+    index = torch.arange(usage.shape[-1], dtype=usage.dtype, device=usage.device)
+    order = torch.argsort(usage.detach() + TIE_BREAK * index, dim=-1)
+    sorted_usage = usage.gather(1, order)
     before = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[:, :1]), sorted_usage[:, :-1]], dim=1), dim=1)
     return torch.zeros_like(usage).scatter(1, order, (1 - sorted_usage) * before)
 
@@ -92,10 +103,12 @@ def updated_usage(usage: Tensor, write_weights: Tensor, read_weights: Tensor, fr
         free_gates: (B, R) in [0, 1].
     """
     retention = torch.prod(1 - free_gates.unsqueeze(-1) * read_weights, dim=1)
-    return (usage + write_weights - usage * write_weights) * retention
+    return torch.addcmul(usage, write_weights, 1 - usage) * retention
 
 
-def updated_links(links: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
+def updated_links(
+    links: Tensor, precedence: Tensor, write_weights: Tensor, no_self_links: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The temporal link matrix and precedence after a write.
 
     ``L_t[i, j] = (1 − w[i] − w[j]) L_{t-1}[i, j] + w[i] p_{t-1}[j]`` (0 on the diagonal): how much slot
@@ -103,11 +116,14 @@ def updated_links(links: Tensor, precedence: Tensor, write_weights: Tensor) -> t
 
     Args:
         links: (B, N, N). precedence, write_weights: (B, N).
+        no_self_links: ``1 − I`` (N, N), when the caller has it at hand.
     """
-    keep = 1 - write_weights.unsqueeze(-1) - write_weights.unsqueeze(1)
-    no_self_links = 1 - torch.eye(links.shape[-1], dtype=links.dtype, device=links.device)
-    links = (keep * links + write_weights.unsqueeze(-1) * precedence.unsqueeze(1)) * no_self_links
-    return links, (1 - write_weights.sum(-1, keepdim=True)) * precedence + write_weights
+    if no_self_links is None:
+        no_self_links = 1 - torch.eye(links.shape[-1], dtype=links.dtype, device=links.device)
+    column = write_weights.unsqueeze(-1)
+    keep = (1 - column) - write_weights.unsqueeze(1)
+    links = torch.addcmul(keep * links, column, precedence.unsqueeze(1)) * no_self_links
+    return links, torch.addcmul(write_weights, 1 - write_weights.sum(-1, keepdim=True), precedence)
 
 
 def oneplus(z: Tensor) -> Tensor:
@@ -142,9 +158,12 @@ class DncLayer(nn.Module):
         self.controller_rh = nn.Linear(r * w + c, 4 * c, bias=False)
         for param in (*self.controller_x.parameters(), self.controller_rh.weight):
             nn.init.uniform_(param, -bound, bound)
-        # interface: read keys, read strengths, write key, write strength, erase, write vector,
-        # free gates, allocation gate, write gate, read modes
-        self.interface_sizes = [r * w, r, w, 1, w, w, r, 1, 1, 3 * r]
+        # the interface vector ξ, laid out so that parts under one activation are contiguous: the keys
+        # (R read keys, then the write key), the write vector, the strengths (oneplus), the gates
+        # (sigmoid: erase, free gates, allocation gate, write gate), the read modes (softmax per head)
+        self.interface_names = ("read_keys", "write_key", "write_vector", "read_strengths", "write_strength",
+                                "erase", "free_gates", "allocation_gate", "write_gate", "read_modes")  # fmt: skip
+        self.interface_sizes = [r * w, w, w, r, 1, w, r, 1, 1, 3 * r]
         self.interface = nn.Linear(c, sum(self.interface_sizes))
         self.output = nn.Linear(c + r * w, hidden_size)
 
@@ -155,32 +174,45 @@ class DncLayer(nn.Module):
         memory, links = memory.reshape(batch, n, w), links.reshape(batch, n, n)
         read_w = read_w.reshape(batch, r, n)
         from_x = self.controller_x(x)  # (T, B, 4C)
+        recurrent_weight = self.controller_rh.weight.T
+        no_self_links = 1 - torch.eye(n, dtype=x.dtype, device=x.device)
+        # ξ's parts, grouped by activation: [keys | write vector | strengths | gates | read modes]
+        groups = [(r + 1) * w, w, r + 1, w + r + 2, 3 * r]
+        unit_memory = normalised(memory)  # the words scaled to unit length, for the cosine
         outputs = []
-        for t in range(steps):
-            gates = from_x[t] + self.controller_rh(torch.cat([reads, h], dim=1))
-            i, f, g, o = gates.chunk(4, dim=1)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(cell)
-            (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates,
-             allocation_gate, write_gate, read_modes) = self.interface(h).split(self.interface_sizes, dim=1)  # fmt: skip
-            # usage: last step's writes add to it, freed reads (free gate x read weight) release it
-            usage = updated_usage(usage, write_w, read_w, torch.sigmoid(free_gates))
+        # The step below is the model's equations (see the module docstring) with the operations grouped
+        # (one activation per group of interface parts, one product for both link directions, splits
+        # rather than slices): a DNC step is dozens of small operations, and their count, not their
+        # size, sets its speed.
+        # unbind: one backward node for all steps, where indexing [t] would fill a zero (T, B, ·) gradient per step
+        for step_input in from_x.unbind(0):
+            gates = torch.addmm(step_input, torch.cat([reads, h], dim=1), recurrent_weight)
+            input_gate, forget_gate, _, output_gate = torch.sigmoid(gates).chunk(4, dim=1)
+            cell = torch.addcmul(forget_gate * cell, input_gate, torch.tanh(gates).chunk(4, dim=1)[2])
+            h = output_gate * torch.tanh(cell)
+            keys, write_vector, strengths, gate_values, modes = self.interface(h).split(groups, dim=1)
+            read_keys, write_key = normalised(keys.reshape(batch, r + 1, w)).split([r, 1], dim=1)
+            read_strengths, write_strength = (1 + F.softplus(strengths)).split([r, 1], dim=1)  # oneplus
+            erase, free_gates, allocation_gate, write_gate = torch.sigmoid(gate_values).split([w, r, 1, 1], dim=1)
+            modes = torch.softmax(modes.reshape(batch, r, 1, 3), dim=-1)  # (B, R, 1, 3)
+            # usage, allocation, and the write weighting (content lookup in the memory before the write)
+            usage = updated_usage(usage, write_w, read_w, free_gates)
             allocation = allocation_weights(usage)
-            lookup = content_weights(memory, write_key.unsqueeze(1), oneplus(write_strength)).squeeze(1)
-            allocation_gate = torch.sigmoid(allocation_gate)
-            write_w = torch.sigmoid(write_gate) * (allocation_gate * allocation + (1 - allocation_gate) * lookup)
-            memory = memory * (1 - write_w.unsqueeze(-1) * torch.sigmoid(erase).unsqueeze(1)) + (
-                write_w.unsqueeze(-1) * write_vector.unsqueeze(1)
+            lookup = torch.softmax(write_strength * (write_key @ unit_memory.transpose(1, 2)).squeeze(1), -1)
+            write_w = write_gate * torch.addcmul(lookup, allocation_gate, allocation - lookup)
+            # erase, then write
+            write_column = write_w.unsqueeze(-1)
+            memory = torch.addcmul(
+                torch.addcmul(memory, memory, write_column * erase.unsqueeze(1), value=-1), write_column, write_vector.unsqueeze(1)
             )
-            links, precedence = updated_links(links, precedence, write_w)
-            # reads: backward, content and forward weightings mixed by each head's read modes
-            modes = torch.softmax(read_modes.reshape(batch, r, 3), dim=-1)
-            lookup = content_weights(memory, read_keys.reshape(batch, r, w), oneplus(read_strengths))
-            forward_w = read_w @ links.transpose(1, 2)  # (L w^r)ᵀ per head: (B, R, N)
-            backward_w = read_w @ links  # (Lᵀ w^r)ᵀ
-            read_w = modes[..., :1] * backward_w + modes[..., 1:2] * lookup + modes[..., 2:] * forward_w
-            read_vectors = read_w @ memory  # (B, R, W)
-            reads = read_vectors.reshape(batch, r * w)
+            unit_memory = normalised(memory)
+            links, precedence = updated_links(links, precedence, write_w, no_self_links)
+            # reads: backward (Lᵀ w), content and forward (L w) weightings mixed by each head's read modes
+            lookup = torch.softmax(read_strengths.unsqueeze(-1) * (read_keys @ unit_memory.transpose(1, 2)), -1)
+            backward, forward = (read_w @ torch.cat([links, links.transpose(1, 2)], dim=2)).split(n, dim=2)
+            candidates = torch.stack([backward, lookup, forward], dim=2)  # (B, R, 3, N)
+            read_w = (modes @ candidates).squeeze(2)
+            reads = (read_w @ memory).reshape(batch, r * w)
             outputs.append(torch.cat([h, reads], dim=1))
         y = self.output(torch.stack(outputs))
         flat = [h, cell, memory.reshape(batch, -1), usage, links.reshape(batch, -1), precedence,

@@ -27,7 +27,7 @@ that solve one unit lower-triangular system, ``(I + diag(β) tril₋₁(K Kᵀ))
 and then ``Y = Q W_0ᵀ + tril(Q Kᵀ) U`` and ``W_C = W_0 + Uᵀ K``: a few matmuls per chunk instead of
 ``C`` dependent steps, exact up to rounding. Episode starts inside a chunk are masks on its pairwise
 products (see :func:`delta_rule_chunked`), so resets need no cut of the sequence.
-A rollout step (``T = 1``) is the same computation with ``C = 1``, the recurrence itself.
+A rollout step (``T = 1``) applies the recurrence itself.
 
 Changes from the paper's layer, and why: the paper puts the fast weight memory inside a Transformer
 block (output projection, LayerNorm, feed-forward, residual); here it is followed by a linear shortcut
@@ -168,7 +168,14 @@ class FwpLayer(ScanLayer):
 
         q, k = self.features(head_major(q)), self.features(head_major(k))
         w0 = state.reshape(batch, heads, d, self.feature_dim)
-        y, w = delta_rule_chunked(q, k, head_major(v), torch.sigmoid(head_major(beta)), w0, starts, self.chunk)
+        v, beta = head_major(v), torch.sigmoid(head_major(beta))
+        if steps == 1:  # a rollout step: the delta rule itself
+            if starts is not None:
+                w0 = torch.where(starts[0].reshape(batch, 1, 1, 1), torch.zeros((), dtype=w0.dtype, device=w0.device), w0)
+            w = w0 + (beta * (v - k @ w0.transpose(-1, -2))).transpose(-1, -2) @ k  # (B, heads, d, D)
+            y = q @ w.transpose(-1, -2)
+        else:
+            y, w = delta_rule_chunked(q, k, v, beta, w0, starts, self.chunk)
         out = y.permute(2, 0, 1, 3).reshape(steps, batch, width) + self.shortcut(x)
         return out, w.reshape(batch, self.state_size)
 

@@ -64,8 +64,9 @@ class IndRnnLayer(nn.Module):
         projected = self.input(x)  # (T, B, H): every step's input in one matmul
         u = self.recurrent_weight()
         outputs = []
-        for t in range(x.shape[0]):
-            h = self.activation(torch.addcmul(projected[t], u, h))
+        # unbind: one backward node for all steps, where indexing [t] would fill a zero (T, B, ·) gradient per step
+        for step_input in projected.unbind(0):
+            h = self.activation(torch.addcmul(step_input, u, h))
             outputs.append(h)
         return torch.stack(outputs), h
 

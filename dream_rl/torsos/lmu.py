@@ -104,13 +104,16 @@ class LmuLayer(nn.Module):
         # every step's input terms in one matmul: [e_x·x_t | W_x x_t]
         from_input = x @ torch.cat([self.e_x, self.W_x]).T  # (T, B, 1 + H)
         from_h = torch.cat([self.e_h, self.W_h]).T  # (H, 1 + H): [e_h·h | W_h h]
-        a_t, b_t = self.A.T, self.B.T
+        # m_t = Ā m + B̄ (e_x·x + e_h·h + e_m·m) = (Ā + B̄ e_m) m + B̄ (e_x·x + e_h·h): the memory's own
+        # term in u folded into the transition, one product fewer per step
+        transition = (self.A + self.B @ self.e_m).T
+        b_t = self.B.T
         outputs = []
-        for t in range(x.shape[0]):
-            hidden_terms = from_input[t] + h @ from_h
-            u = hidden_terms[:, :1] + m @ self.e_m.T  # (B, 1)
-            m = torch.addmm(u @ b_t, m, a_t)
-            h = torch.tanh(torch.addmm(hidden_terms[:, 1:], m, self.W_m.T))
+        # unbind: one backward node for all steps, where indexing [t] would fill a zero (T, B, ·) gradient per step
+        for step_input in from_input.unbind(0):
+            u_without_m, hidden_terms = torch.addmm(step_input, h, from_h).split([1, self.hidden_size], dim=1)
+            m = torch.addmm(u_without_m @ b_t, m, transition)
+            h = torch.tanh(torch.addmm(hidden_terms, m, self.W_m.T))
             outputs.append(h)
         return torch.stack(outputs), torch.cat([h, m], dim=1)
 
