@@ -61,7 +61,8 @@ def paper_step(layer, x_t, state):
     for i in range(n):
         for j in range(n):
             if i != j:
-                new_links[:, i, j] = (1 - write_w[:, i] - write_w[:, j]) * links[:, i, j] + write_w[:, i] * precedence[:, j]
+                keep = 1 - write_w[:, i] - write_w[:, j]
+                new_links[:, i, j] = keep * links[:, i, j] + write_w[:, i] * precedence[:, j]
     links = new_links
     precedence = (1 - write_w.sum(1, keepdim=True)) * precedence + write_w
     new_read_w = []
@@ -121,8 +122,9 @@ def test_content_addressing_at_the_empty_memory_is_uniform_with_finite_gradients
 
 def test_content_addressing_picks_the_most_similar_word():
     memory = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]]], dtype=torch.float64)
-    weights = content_weights(memory, torch.tensor([[[0.0, 0.5]]], dtype=torch.float64), torch.tensor([[50.0]]).double())
-    assert weights.argmax().item() == 1 and weights[0, 0, 1] > 0.99  # cosine, not dot product: the scale does not matter
+    key = torch.tensor([[[0.0, 0.5]]], dtype=torch.float64)
+    weights = content_weights(memory, key, torch.tensor([[50.0]], dtype=torch.float64))
+    assert weights.argmax().item() == 1 and weights[0, 0, 1] > 0.99  # cosine, not dot product: scale does not matter
     expected = torch.softmax(50.0 * cosine(torch.tensor([0.0, 0.5]).double(), memory[0]), dim=-1)
     torch.testing.assert_close(weights[0, 0], expected)
 
@@ -133,12 +135,14 @@ def test_allocation_is_the_papers_free_list():
     # least used first: slot 1 gets 0.8, slot 3 0.6·0.2, slot 0 0.5·0.2·0.4, slot 2 0.1·0.2·0.4·0.5
     torch.testing.assert_close(allocation[0], torch.tensor([0.04, 0.8, 0.004, 0.12], dtype=torch.float64))
     torch.testing.assert_close(allocation[1], torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))  # empty: slot 0
-    torch.testing.assert_close(allocation[2], torch.tensor([0.0, 0.0, 0.7, 0.0], dtype=torch.float64))  # full slots: none
+    full = torch.tensor([0.0, 0.0, 0.7, 0.0], dtype=torch.float64)  # full slots get nothing
+    torch.testing.assert_close(allocation[2], full)
     torch.testing.assert_close(allocation, paper_allocation(usage))
 
 
 def test_allocation_breaks_ties_by_index_not_by_rounding_noise():
-    usage = torch.tensor([[0.3 + 1e-15, 0.3, 0.3 - 1e-15, 0.9], [0.3 - 1e-15, 0.3, 0.3 + 1e-15, 0.9]], dtype=torch.float64)
+    noise = 1e-15  # rounding-sized differences between slots used equally
+    usage = torch.tensor([[0.3 + noise, 0.3, 0.3 - noise, 0.9], [0.3 - noise, 0.3, 0.3 + noise, 0.9]], dtype=torch.float64)
     allocation = allocation_weights(usage)
     assert allocation.argmax(dim=1).tolist() == [0, 0]
     torch.testing.assert_close(allocation[0], allocation[1])

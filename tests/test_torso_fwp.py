@@ -114,6 +114,20 @@ def test_the_delta_rule_replaces_the_value_at_a_key_where_the_sum_rule_adds():
     torch.testing.assert_close(w[0, 0, :, 0], w0[0, 0, :, 0])  # keys never written keep their column
 
 
+def test_a_write_moves_the_value_at_its_key_towards_v_and_never_past_it():
+    """W_t k_t = (1 − β‖k‖²) W_{t-1} k_t + β‖k‖² v_t, and sum-normalised keys have β‖k‖² <= 1."""
+    torch.manual_seed(0)
+    layer = TORSOS["fwp"](F_IN, H, head_dim=4).double().layers[0]
+    k = layer.features(torch.randn(1, 2, 1, 4, dtype=torch.float64))  # (B, heads, T = 1, D)
+    v, beta = torch.randn(1, 2, 1, 4, dtype=torch.float64), torch.rand(1, 2, 1, 1, dtype=torch.float64)
+    w0 = torch.randn(1, 2, 4, layer.feature_dim, dtype=torch.float64)
+    _, w1 = delta_rule_chunked(k, k, v, beta, w0, None, chunk=4)
+    fraction = beta * k.square().sum(-1, keepdim=True)  # (1, 2, 1, 1)
+    assert (fraction <= 1).all()
+    before, after = (w0 @ k.transpose(-1, -2)).transpose(-1, -2), (w1 @ k.transpose(-1, -2)).transpose(-1, -2)
+    torch.testing.assert_close(after, (1 - fraction) * before + fraction * v)
+
+
 def test_state_size_and_defaults():
     torso = TORSOS["fwp"](8, 64)
     assert torso.state_size == 2048  # 4 heads of 16, DPFP-1: 16 x 32 each

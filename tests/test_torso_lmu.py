@@ -15,7 +15,7 @@ T, B, F_IN, H = 11, 3, 5, 8
 
 
 def test_delay_system_matrices_are_the_papers_closed_form():
-    """eq. 2: a_ij = (2i+1)/θ · (−1 if i < j else (−1)^(i−j+1)), b_i = (2i+1)(−1)^i / θ."""
+    """The paper's a_ij = (2i+1)/θ · (−1 if i < j else (−1)^(i−j+1)), b_i = (2i+1)(−1)^i / θ."""
     d, theta = 6, 7.5
     a, b = legendre_delay(d, theta)
     for i in range(d):
@@ -50,13 +50,13 @@ def test_zero_order_hold_integrates_the_continuous_system_over_one_step():
 
 
 def shifted_legendre(i: int, r: float) -> float:
-    """eq. 3's P̃_i(r) = (−1)^i Σ_j C(i, j) C(i+j, j) (−r)^j."""
+    """The paper's P̃_i(r) = (−1)^i Σ_j C(i, j) C(i+j, j) (−r)^j."""
     return (-1) ** i * sum(math.comb(i, j) * math.comb(i + j, j) * (-r) ** j for j in range(i + 1))
 
 
 @pytest.mark.parametrize("delay", [5, 20, 39])
 def test_memory_holds_the_last_theta_steps_of_its_input(delay):
-    """eq. 3: u(t − θ') ≈ Σ_i P̃_i(θ'/θ) m_i(t) for θ' in [0, θ], read here from the torso's own Ā, B̄
+    """The paper's u(t − θ') ≈ Σ_i P̃_i(θ'/θ) m_i(t) for θ' in [0, θ], read here from the torso's own Ā, B̄
     (at the middle of the step the held input covers)."""
     d, theta, steps = 12, 40.0, 300
     torso = TORSOS["lmu"](1, 4, memory_size=d, theta=theta).double()
@@ -77,7 +77,7 @@ def test_memory_holds_the_last_theta_steps_of_its_input(delay):
 
 
 def reference(torso, x, state, starts):
-    """eqs. 7, 4, 6 per layer, step by step: u = e_x·x + e_h·h + e_m·m; m = Ā m + B̄ u;
+    """The paper's cell per layer, step by step: u = e_x·x + e_h·h + e_m·m; m = Ā m + B̄ u;
     h = tanh(W_x x + W_h h + W_m m); the state zeroed where an episode starts."""
     sizes = [layer.state_size for layer in torso.layers]
     states = list(state.split(sizes, dim=1))

@@ -121,7 +121,9 @@ def test_s4d_is_per_channel_siso_which_s5_and_lru_are_not():
         assert channel_coupling(coupling.permute(2, 0, 1)) > 0.1, name
 
 
-@pytest.mark.parametrize("kwargs", [{"state_dim": 3}, {"state_dim": 0}, {"dt_min": 0.0}, {"dt_min": 0.2, "dt_max": 0.1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"state_dim": 3}, {"state_dim": 0}, {"dt_min": 0.0}, {"dt_min": 0.2, "dt_max": 0.1}]
+)
 def test_bad_options_are_one_line_torso_errors(kwargs):
     with pytest.raises(TorsoError, match="s4d needs an even state_dim >= 2"):
         TORSOS["s4d"](F_IN, H, **kwargs)

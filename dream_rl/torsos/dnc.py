@@ -56,7 +56,9 @@ from torch.nn import functional as F
 from dream_rl.errors import TorsoError
 from dream_rl.torsos.base import StackedTorso
 
-__all__ = ["DncLayer", "DncTorso", "allocation_weights", "content_weights", "normalised", "updated_links", "updated_usage"]
+__all__ = [
+    "DncLayer", "DncTorso", "allocation_weights", "content_weights", "normalised", "updated_links", "updated_usage",
+]
 
 EPS = 1e-6
 TIE_BREAK = 1e-6  # per slot index, added to the usage for the allocation's sort only
@@ -169,7 +171,7 @@ class DncLayer(nn.Module):
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         steps, batch = x.shape[:2]
-        n, w, r, c = self.num_words, self.word_size, self.read_heads, self.controller_size
+        n, w, r = self.num_words, self.word_size, self.read_heads
         h, cell, memory, usage, links, precedence, read_w, write_w, reads = state.split(self.sizes, dim=1)
         memory, links = memory.reshape(batch, n, w), links.reshape(batch, n, n)
         read_w = read_w.reshape(batch, r, n)
@@ -202,9 +204,8 @@ class DncLayer(nn.Module):
             write_w = write_gate * torch.addcmul(lookup, allocation_gate, allocation - lookup)
             # erase, then write
             write_column = write_w.unsqueeze(-1)
-            memory = torch.addcmul(
-                torch.addcmul(memory, memory, write_column * erase.unsqueeze(1), value=-1), write_column, write_vector.unsqueeze(1)
-            )
+            erased = torch.addcmul(memory, memory, write_column * erase.unsqueeze(1), value=-1)
+            memory = torch.addcmul(erased, write_column, write_vector.unsqueeze(1))
             unit_memory = normalised(memory)
             links, precedence = updated_links(links, precedence, write_w, no_self_links)
             # reads: backward (Lᵀ w), content and forward (L w) weightings mixed by each head's read modes

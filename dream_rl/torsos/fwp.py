@@ -10,14 +10,15 @@ Model (per layer, per head of ``d`` units; ``D`` = the feature map's width)::
     out_t = y_t + W_s x_t                         a linear shortcut (the block's residual)
 
 The delta rule replaces the value stored at key ``k_t`` by ``v_t`` (with strength ``β_t``) instead of
-adding to it, as the sum rule of linear attention does; the paper's Section 4.2. The feature map is
-the paper's DPFP ("deterministic parameter-free projection", Section 5.2)::
+adding to it, as the sum rule of linear attention does. The feature map is the paper's DPFP
+("deterministic parameter-free projection")::
 
     r(z) = [ReLU(z), ReLU(−z)] ∈ R^{2d},   DPFP_ν(z)_{(j, i)} = r_i(z) · r_{i+j mod 2d}(z),  j = 1..ν,  ∈ R^{2dν}
 
 and keys and queries are divided by the sum of their features (the paper's sum normalisation,
-Section 4.2, ``+ 1e-6``): a key then has ``‖k‖² <= 1``, so ``I − β k kᵀ`` has eigenvalues in ``[0, 1]``
-and the fast weights stay bounded over any sequence length. ``feature_map="relu"`` (``D = d``) is
+``+ 1e-6``): a key then has ``‖k‖² <= 1``, so a write moves the value read at ``k_t`` a fraction
+``β_t ‖k_t‖² <= 1`` of the way to ``v_t`` and never past it,
+``W_t k_t = (1 − β_t ‖k_t‖²) W_{t-1} k_t + β_t ‖k_t‖² v_t``. ``feature_map="relu"`` (``D = d``) is
 POPGym's FWP feature map.
 
 A training sequence runs chunk by chunk (the chunkwise delta rule of Yang et al., NeurIPS 2024,
@@ -62,8 +63,8 @@ FEATURE_MAPS = ("dpfp", "relu")
 
 
 def dpfp(z: Tensor, nu: int) -> Tensor:
-    """The paper's DPFP_ν: (..., d) → (..., 2·d·ν), features ``r_i · r_{i+j}`` (indices mod 2d) for ``j = 1..ν``,
-    ``r = [ReLU(z), ReLU(−z)]``."""
+    """The paper's DPFP_ν: (..., d) → (..., 2·d·ν), features ``r_i · r_{i+j}`` (indices mod 2d) for
+    ``j = 1..ν``, ``r = [ReLU(z), ReLU(−z)]``."""
     r = torch.cat([F.relu(z), F.relu(-z)], dim=-1)
     return torch.cat([r * torch.roll(r, shifts=-j, dims=-1) for j in range(1, nu + 1)], dim=-1)  # r_i · r_{i+j}
 
@@ -140,7 +141,8 @@ class FwpLayer(ScanLayer):
         head_dim = int(min(16, hidden_size) if head_dim is None else head_dim)
         if head_dim < 1 or hidden_size % head_dim:
             raise TorsoError(
-                f"fwp needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}); pass head_dim=... that divides the width"
+                f"fwp needs hidden_size ({hidden_size}) divisible by head_dim ({head_dim}); "
+                "pass head_dim=... that divides the width"
             )
         if feature_map not in FEATURE_MAPS:
             raise TorsoError(f"fwp: feature_map must be one of {list(FEATURE_MAPS)}, got {feature_map!r}")
@@ -171,7 +173,8 @@ class FwpLayer(ScanLayer):
         v, beta = head_major(v), torch.sigmoid(head_major(beta))
         if steps == 1:  # a rollout step: the delta rule itself
             if starts is not None:
-                w0 = torch.where(starts[0].reshape(batch, 1, 1, 1), torch.zeros((), dtype=w0.dtype, device=w0.device), w0)
+                zero = torch.zeros((), dtype=w0.dtype, device=w0.device)
+                w0 = torch.where(starts[0].reshape(batch, 1, 1, 1), zero, w0)
             w = w0 + (beta * (v - k @ w0.transpose(-1, -2))).transpose(-1, -2) @ k  # (B, heads, d, D)
             y = q @ w.transpose(-1, -2)
         else:

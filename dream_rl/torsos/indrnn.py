@@ -7,7 +7,7 @@ through time; they meet only in the next layer's input projection::
     h_t = σ(W x_t + b + u ⊙ h_{t-1})         u ∈ R^H (a vector, not a matrix), σ = ReLU
     |u_n| <= 2^(1 / max_len)                  the paper's constraint on the recurrent weights
 
-The constraint is the paper's bound for a ReLU IndRNN (Section 3.1: with ``|u| <= γ^(1/T)`` the
+The constraint is the paper's bound for a ReLU IndRNN (with ``|u| <= γ^(1/T)`` the
 gradient through ``T`` steps grows by at most ``γ``), with ``γ = 2`` as in POPGym's IndRNN. It is
 applied in the forward pass (``u`` is clamped where it is used) instead of by clamping the stored
 parameter in place as POPGym does, so a forward pass never changes the parameters and a saved model
@@ -49,7 +49,9 @@ class IndRnnLayer(nn.Module):
         if activation not in ACTIVATIONS:
             raise TorsoError(f"indrnn: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if int(max_len) < 1:
-            raise TorsoError(f"indrnn: max_len must be >= 1 (the sequence length the weight bound is set for), got {max_len}")
+            raise TorsoError(
+                f"indrnn: max_len must be >= 1 (the sequence length the weight bound is set for), got {max_len}"
+            )
         self.activation = ACTIVATIONS[activation]
         self.bound = 2.0 ** (1.0 / int(max_len))
         self.input = nn.Linear(input_size, hidden_size)

@@ -3,19 +3,20 @@ Continuous-Time Representation in Recurrent Neural Networks"), as a torso.
 
 Model (per layer; ``d`` = memory size, ``θ`` = window in steps)::
 
-    u_t = e_x·x_t + e_h·h_{t-1} + e_m·m_{t-1}           a scalar: what enters the memory (eq. 7)
-    m_t = Ā m_{t-1} + B̄ u_t                              the memory, a fixed linear system (eq. 4)
-    h_t = tanh(W_x x_t + W_h h_{t-1} + W_m m_t)           the hidden state and output (eq. 6)
+    u_t = e_x·x_t + e_h·h_{t-1} + e_m·m_{t-1}           a scalar: what enters the memory
+    m_t = Ā m_{t-1} + B̄ u_t                              the memory, a fixed linear system
+    h_t = tanh(W_x x_t + W_h h_{t-1} + W_m m_t)           the hidden state and output
 
-The memory is the Legendre delay system ``θ ṁ(t) = A m(t) + B u(t)`` (eq. 2), whose state holds the
-coefficients of the input's last ``θ`` time units in shifted Legendre polynomials, so that
-``u(t − θ') ≈ Σ_i P̃_i(θ'/θ) m_i(t)`` for ``0 <= θ' <= θ`` (eq. 3)::
+The memory is the Legendre delay system ``ṁ(t) = A m(t) + B u(t)``::
 
     A_ij = (2i + 1)/θ · (−1 if i < j, else (−1)^(i−j+1)),    B_i = (2i + 1)(−1)^i / θ
 
-discretised for a step of 1 by zero-order hold: ``Ā = exp(A)``, ``B̄ = A⁻¹ (exp(A) − I) B``, both
-computed as one matrix exponential of the augmented matrix ``[[A, B], [0, 0]]``, whose exponential is
-``[[Ā, B̄], [0, 1]]`` (no inverse of ``A`` needed).
+whose state holds the coefficients of the input's last ``θ`` time units in shifted Legendre
+polynomials: ``u(t − θ') ≈ Σ_i P̃_i(θ'/θ) m_i(t)`` for ``0 <= θ' <= θ``, with
+``P̃_i(r) = (−1)^i Σ_j C(i, j) C(i+j, j) (−r)^j``. It is discretised for a step of 1 by zero-order
+hold: ``Ā = exp(A)``, ``B̄ = A⁻¹ (exp(A) − I) B``, both computed as one matrix exponential of the
+augmented matrix ``[[A, B], [0, 0]]``, whose exponential is ``[[Ā, B̄], [0, 1]]`` (no inverse of ``A``
+needed).
 
 Source: the paper's equations, with POPGym's LMU baseline (Morad et al., ICLR 2023, from
 pytorch-lmu) for the initialisation and defaults: ``e_x``, ``e_h`` LeCun uniform, ``e_m = 0``,
@@ -44,7 +45,7 @@ __all__ = ["LmuLayer", "LmuTorso", "legendre_delay", "zero_order_hold"]
 
 
 def legendre_delay(memory_size: int, theta: float) -> tuple[Tensor, Tensor]:
-    """The continuous Legendre delay system ``ṁ = A m + B u`` of eq. 2: A (d, d), B (d, 1), float64."""
+    """The continuous Legendre delay system ``ṁ = A m + B u``: A (d, d), B (d, 1), float64."""
     index = torch.arange(memory_size, dtype=torch.float64)
     i, j = index.reshape(-1, 1), index.reshape(1, -1)
     scale = (2 * index + 1).reshape(-1, 1) / theta
@@ -79,7 +80,10 @@ class LmuLayer(nn.Module):
         super().__init__()
         d = int(hidden_size if memory_size is None else memory_size)
         if d < 1 or not float(theta) > 0:
-            raise TorsoError(f"lmu needs memory_size >= 1 and theta > 0 (the window in steps), got memory_size={memory_size}, theta={theta}")
+            raise TorsoError(
+                f"lmu needs memory_size >= 1 and theta > 0 (the window in steps), got memory_size={memory_size}, "
+                f"theta={theta}"
+            )
         self.hidden_size, self.memory_size, self.theta = hidden_size, d, float(theta)
         a, b = zero_order_hold(*legendre_delay(d, self.theta))
         a, b = a.float(), b.float()

@@ -62,7 +62,8 @@ class S4dLayer(ScanLayer):
     """One S4D block: (T, B, input_size) → (T, B, hidden_size); state s (B, H, N/2) complex, stored flat (B, H·N)."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, state_dim: int | None = None, dt_min: float = 0.001, dt_max: float = 0.1,
+        self, input_size: int, hidden_size: int, state_dim: int | None = None, dt_min: float = 0.001,
+        dt_max: float = 0.1,
     ) -> None:
         super().__init__()
         n = int(default_state_dim(hidden_size) if state_dim is None else state_dim)
