@@ -1,6 +1,8 @@
-"""The Stable-Baselines3 adapter: torso policies for sb3-contrib's RecurrentPPO and callbacks."""
+"""The Stable-Baselines3 adapter: torso policies for sb3-contrib's RecurrentPPO, SequencePPO (RecurrentPPO
+trained on whole env rollouts) and callbacks."""
 
 from dream_rl.sb3.callbacks import TorsoInternalsCallback
+from dream_rl.sb3.buffers import SequenceRolloutBuffer
 from dream_rl.sb3.policies import (
     POLICIES,
     CnnDreamPolicy,
@@ -18,6 +20,7 @@ from dream_rl.sb3.policies import (
     CnnTorsoPolicy,
     MultiInputTorsoPolicy,
 )
+from dream_rl.sb3.ppo import SequencePPO
 
 __all__ = [
     "POLICIES",
@@ -35,5 +38,7 @@ __all__ = [
     "CnnTorsoPolicy",
     "MultiInputTorsoPolicy",
     "RecurrentTorsoPolicy",
+    "SequencePPO",
+    "SequenceRolloutBuffer",
     "TorsoInternalsCallback",
 ]
