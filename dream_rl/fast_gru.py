@@ -5,5 +5,9 @@ import warnings
 
 from dream_rl.torsos import gru_kernel as _moved
 
-warnings.warn("dream_rl.fast_gru moved to dream_rl.torsos.gru_kernel; import from there (or from dream_rl)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "dream_rl.fast_gru moved to dream_rl.torsos.gru_kernel; import from there (or from dream_rl)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 sys.modules[__name__] = _moved

@@ -5,5 +5,9 @@ import warnings
 
 from dream_rl.dream.kernels import dispatch as _moved
 
-warnings.warn("dream_rl.fast_sequence moved to dream_rl.dream.kernels.dispatch; import from there (or from dream_rl)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "dream_rl.fast_sequence moved to dream_rl.dream.kernels.dispatch; import from there (or from dream_rl)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 sys.modules[__name__] = _moved

@@ -5,5 +5,9 @@ import warnings
 
 from dream_rl.experiments import machine as _moved
 
-warnings.warn("dream_rl.machine moved to dream_rl.experiments.machine; import from there (or from dream_rl)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "dream_rl.machine moved to dream_rl.experiments.machine; import from there (or from dream_rl)",
+    DeprecationWarning,
+    stacklevel=2,
+)
 sys.modules[__name__] = _moved

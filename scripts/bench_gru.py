@@ -20,17 +20,17 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dream_rl.torsos import gru_kernel  # noqa: E402
 from dream_rl.experiments.machine import describe_machine  # noqa: E402
-from _bench import add_timing_arguments, apply_timing_arguments, interleaved  # noqa: E402
+from dream_rl.torsos import gru_kernel  # noqa: E402
 
 # (B, I, H): the sizes
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256), (64, 8, 128)]

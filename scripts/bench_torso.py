@@ -18,18 +18,18 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
-from dream_rl.dream.kernels import dispatch  # noqa: E402
-from dream_rl.experiments.machine import describe_machine  # noqa: E402
 from dream_rl.dream.cell import DREAMCell  # noqa: E402
 from dream_rl.dream.config import DREAMConfig  # noqa: E402
-from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
+from dream_rl.dream.kernels import dispatch  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
 
 # (B, I, H, r): the four sizes; the rank is given for (8, 39, 256) only, the others are ours
 SIZES = [(8, 8, 64, 8), (32, 8, 128, 16), (8, 39, 256, 16), (64, 8, 128, 16)]

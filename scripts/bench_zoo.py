@@ -20,18 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
+from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 from dream_rl import TORSOS  # noqa: E402
 from dream_rl.experiments.machine import describe_machine  # noqa: E402
 from dream_rl.torsos import scan as scan_module  # noqa: E402
 from dream_rl.torsos.scan import ScanTorso, linear_scan_sequential  # noqa: E402
-from _bench import add_timing_arguments, apply_timing_arguments, interleaved, lstm_rollout, lstm_train  # noqa: E402
 
 SIZES = [(8, 8, 64), (32, 8, 128), (8, 39, 256)]
 SCAN_LENGTHS = [1, 4, 16, 64, 128, 256]

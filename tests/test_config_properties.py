@@ -23,7 +23,6 @@ from dream_rl.experiments.config import (
     parse_override,
     validate_config,
 )
-
 from tests.test_experiments import base_config
 
 # Real key names make random mappings reach deep into the schema instead of failing at the top.

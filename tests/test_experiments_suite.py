@@ -3,7 +3,6 @@ aggregate over envs, and the command-line robustness items of issue 9."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import socket
@@ -21,7 +20,6 @@ from dream_rl.cli import main
 from dream_rl.experiments.config import ConfigError, load_config, validate_config
 from dream_rl.experiments.runlock import RunLock, RunLocked
 from dream_rl.experiments.runner import TrainingInterrupted, read_run_info, train_run
-
 from tests.test_experiments import InterruptAt, base_config, read_csv, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +115,9 @@ def test_suite_compare_writes_per_env_tables_and_the_aggregate(tmp_path, capsys)
     assert "aggregate over 2 envs" in overview and "P(policy > lstm)" in overview and overview.count("### ") == 3
     assert "| policy | RepeatFirst-v0 | short | envs ≥ lstm |" in overview  # the per-env table
     runs = read_csv(experiment / "scores.csv")  # every run's final score: the aggregate's input
-    assert [(r["env"], r["policy"], r["seed"]) for r in runs][:3] == [("RepeatFirst-v0", "gru", "0"), ("RepeatFirst-v0", "gru", "1"), ("RepeatFirst-v0", "lstm", "0")]
+    assert [(r["env"], r["policy"], r["seed"]) for r in runs][:3] == [
+        ("RepeatFirst-v0", "gru", "0"), ("RepeatFirst-v0", "gru", "1"), ("RepeatFirst-v0", "lstm", "0"),
+    ]
     assert len(runs) == 8
     gru_scores = np.array([[float(r["final_score"]) for r in runs if r["policy"] == "gru" and r["seed"] == seed] for seed in "01"])
     assert float(aggregate[0]["mean"]) == pytest.approx(gru_scores.mean())
@@ -254,7 +254,7 @@ def test_a_stale_lock_does_not_block(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from dream_rl.experiments.runlock import RunLock; "
-         f"RunLock(sys.argv[1], 'x').acquire(); print('locked', flush=True); time.sleep(60)", str(run.run_dir)],
+         "RunLock(sys.argv[1], 'x').acquire(); print('locked', flush=True); time.sleep(60)", str(run.run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert holder.stdout.readline().strip() == "locked"

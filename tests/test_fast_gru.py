@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from dream_rl import DreamRLError, GruTorso, KernelError
+from dream_rl import GruTorso, KernelError
 from dream_rl._native import build
 from dream_rl.torsos import gru_kernel
 

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from dream_rl._native import build
-from dream_rl.dream.kernels import dispatch, native
 from dream_rl.dream.cell import DREAMCell
 from dream_rl.dream.config import DREAMConfig
-from dream_rl.errors import DREAMError, KernelError
+from dream_rl.dream.kernels import dispatch, native
 from dream_rl.dream.state import DREAMState
+from dream_rl.errors import DREAMError, KernelError
 
 NATIVE = dispatch.native_available()
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not NATIVE, reason="no C++ kernel here"))]

@@ -16,9 +16,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from dream_rl import (
     CnnDreamPolicy,
-    DreamTorso,
     DREAMError,
     DREAMState,
+    DreamTorso,
     MlpDreamPolicy,
     MlpGruPolicy,
     MlpLstmTorsoPolicy,
@@ -121,7 +121,10 @@ def test_episode_start_resets_only_that_env_and_envs_are_independent():
             if reset_env_at is not None and t == reset_env_at[1]:
                 starts[reset_env_at[0]] = True
             with torch.no_grad():
-                dist, state = policy.get_distribution(obs_as_tensor(obs, policy.device), _as_tensors(state, len(obs), policy), torch.tensor(starts, dtype=torch.float32))
+                dist, state = policy.get_distribution(
+                    obs_as_tensor(obs, policy.device), _as_tensors(state, len(obs), policy),
+                    torch.tensor(starts, dtype=torch.float32),
+                )
             outputs.append(dist.distribution.probs.numpy())
         return np.stack(outputs)
 

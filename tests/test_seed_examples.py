@@ -155,6 +155,7 @@ def test_dream_forward_with_mask_example():
 
 def test_overview_quick_example(capsys):
     import torch
+
     from dream_rl import DREAM
     # Create model
     model = DREAM(
@@ -290,11 +291,12 @@ def test_get_config_example():
 
 
 def test_type_aliases_example():
-    from typing import Tuple
+    from typing import Tuple  # noqa: UP035  (the seed's example, as written)
+
     import torch
 
     Tensor = torch.Tensor
-    DREAMOutput = Tuple[Tensor, DREAMState]
+    DREAMOutput = Tuple[Tensor, DREAMState]  # noqa: UP006
 
     from dream_rl import DREAMOutput as LibraryOutput
 

@@ -237,7 +237,9 @@ def test_masked_flat_decodes_to_a_per_sample_reset():
             assert torch.equal(getattr(decoded, name)[2], getattr(initial, name)[0]), name
 
 
-@pytest.mark.parametrize("shape", [(2, DREAMState.flat_size(config()) + 1), (2, 5), (DREAMState.flat_size(config()),), (1, 2, DREAMState.flat_size(config()))])
+@pytest.mark.parametrize("shape", [
+    (2, DREAMState.flat_size(config()) + 1), (2, 5), (DREAMState.flat_size(config()),), (1, 2, DREAMState.flat_size(config())),
+])
 def test_from_flat_rejects_bad_shapes(shape):
     with pytest.raises(DREAMError, match="flat"):
         DREAMState.from_flat(torch.zeros(shape), config())

@@ -49,9 +49,9 @@ import torch
 from torch import Tensor, nn
 
 from dream_rl.dream.config import DREAMConfig
-from dream_rl.errors import DREAMError
 from dream_rl.dream.kernels.dispatch import run_sequence
 from dream_rl.dream.state import DREAMState
+from dream_rl.errors import DREAMError
 
 __all__ = ["DREAMCell", "StepInternals"]
 

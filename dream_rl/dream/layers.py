@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from dream_rl.dream.cell import DREAMCell, check_finite
 from dream_rl.dream.config import DREAMConfig
-from dream_rl.errors import DREAMError
 from dream_rl.dream.state import DREAMState
+from dream_rl.errors import DREAMError
 
 __all__ = ["DREAM", "DREAMStack", "DREAMOutput"]
 

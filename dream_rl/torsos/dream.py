@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from dream_rl.dream.cell import DREAMCell, StepInternals
 from dream_rl.dream.config import DREAMConfig
-from dream_rl.errors import DREAMError
 from dream_rl.dream.state import DREAMState
+from dream_rl.errors import DREAMError
 from dream_rl.torsos.base import StackedTorso
 
 __all__ = ["DreamLayer", "DreamTorso"]

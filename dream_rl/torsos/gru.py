@@ -16,9 +16,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from dream_rl._native.backends import check_backend
-from dream_rl.torsos.gru_kernel import gru_forward
 from dream_rl.torsos._torch_rnn import build_rnn, from_layers, to_layers
 from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.gru_kernel import gru_forward
 
 __all__ = ["GruTorso"]
 

@@ -32,8 +32,9 @@ log-weighted sum at chunk scale; no loop over chunks). Log weights are differenc
 log forget gates, which are ``<= 0`` sums: their rounding grows with ``|Σ log f|`` but never
 overflows, and terms with a large difference weigh ``exp(-large) ~ 0`` anyway. An episode start
 cuts every path that crosses it (an additive ``-inf`` in the log weights; a state from before the
-start is dropped by selection, so a NaN in it does not leak). A rollout step applies the recurrence. ``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and
-its gradient defined; ``m < -80`` needs ``ĩ < -80``). The stabiliser carries no gradient (it is
+start is dropped by selection, so a NaN in it does not leak). A rollout step applies the recurrence.
+``exp(-m)`` is taken with ``m >= -80`` (it stays finite in float32 and its gradient defined; ``m < -80``
+needs ``ĩ < -80``). The stabiliser carries no gradient (it is
 detached, as in xLSTM's kernels): outputs do not depend on it, and a state ``(C, n, m)`` stands for
 ``e^m (C, n)``, so the gradients through ``m`` cancel exactly; dropping them saves backward work.
 

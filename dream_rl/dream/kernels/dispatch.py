@@ -48,12 +48,11 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from dream_rl._native.backends import BACKENDS, check_backend, get_backend, set_backend
 from dream_rl.dream.kernels import native
 from dream_rl.dream.kernels.torch_kernel import _SC_S, TORCH_KERNEL, Consts
-from dream_rl.errors import DREAMError, KernelError
-from dream_rl._native.backends import BACKENDS, check_backend, get_backend, set_backend
 from dream_rl.dream.state import DREAMState
-
+from dream_rl.errors import KernelError
 
 __all__ = ["BACKENDS", "set_backend", "get_backend", "native_available", "run_sequence"]
 

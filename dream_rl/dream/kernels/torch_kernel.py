@@ -14,7 +14,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-
 __all__ = ["Consts", "Saved", "TORCH_KERNEL", "NUM_SCALARS"]
 
 EPS = 1e-6
