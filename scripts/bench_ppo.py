@@ -256,7 +256,7 @@ def profile_train(kind: str, args: argparse.Namespace) -> None:
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # internal times add up to the profiled total
     booked: dict[str, float] = {}
-    for (filename, _, name), (_, _, internal, _, _) in stats.stats.items():
+    for (filename, _, _name), (_, _, internal, _, _) in stats.stats.items():
         group = "torch and Python (operators, autograd, optimizer, builtins)"
         for label, patterns in _PROFILE_GROUPS:
             if any(p in filename for p in patterns):

@@ -164,7 +164,6 @@ def test_every_torso_trains_in_recurrent_ppo_and_reloads_in_a_fresh_process(tmp_
     """MlpTorsoPolicy with each torso: a short training, then the saved model predicts the same actions
     (and states) in a new interpreter."""
     env_id = "dream_rl/RepeatFirst-v0"
-    observations = {}
     for name in NAMES:
         model = RecurrentPPO(
             "MlpTorsoPolicy", env_id, n_steps=16, batch_size=16, n_epochs=1, seed=0,

@@ -46,7 +46,7 @@ def test_dream_zero_state_decodes_to_cell_initial_state():
     cell = torso.cells[0]
     decoded = DREAMState.from_flat(torso.initial_state(B, dtype=torch.float64), cell.config)
     expected = cell.init_state(B)
-    for name, value in decoded.shape().items():
+    for name in decoded.shape():
         assert torch.equal(getattr(decoded, name), getattr(expected, name)), name
 
 
