@@ -15,9 +15,10 @@ COLUMNS = (("id", 30), ("family", 12), ("random", 8), ("optimal", 8), ("descript
 def _row(cells: list[str]) -> nodes.row:
     row = nodes.row()
     for text in cells:
+        paragraph = nodes.paragraph()
+        paragraph += nodes.literal(text, text) if text.startswith("dream_rl/") else nodes.Text(text)
         entry = nodes.entry()
-        entry += nodes.paragraph(text="", children=[nodes.literal(text, text)] if text.startswith("dream_rl/")
-                                 else [nodes.Text(text)])
+        entry += paragraph
         row += entry
     return row
 
@@ -38,7 +39,7 @@ class EnvTable(Directive):
         group += head
         body = nodes.tbody()
         for info in list_envs():
-            optimal = f"{'' if info.optimal_exact else '≈ '}{info.optimal_return:g}"
+            optimal = f"{'' if info.optimal_exact else '≈\u00a0'}{info.optimal_return:g}"
             body += _row([info.id, info.family, f"{info.random_return:g}", optimal, info.description])
         group += body
         return [table]
