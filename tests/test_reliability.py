@@ -248,6 +248,7 @@ def test_from_flat_takes_a_numpy_array(dtype):
     cfg = DREAMConfig(input_dim=3, hidden_dim=6, rank=2, base_threshold=0.3)
     g = torch.Generator().manual_seed(0)
     flat = torch.randn(4, DREAMState.flat_size(cfg), generator=g, dtype=torch.float64).numpy().astype(dtype)
+    flat[:, -1] = DREAMState.layout_tag(cfg)  # the layout tag of a row this config wrote
     state = DREAMState.from_flat(flat, cfg)
     assert state.h.dtype == torch.from_numpy(flat).dtype
     np.testing.assert_allclose(state.to_flat(cfg).numpy(), flat, rtol=1e-6, atol=1e-6)  # offsets round
@@ -256,14 +257,14 @@ def test_from_flat_takes_a_numpy_array(dtype):
 
 
 @pytest.mark.parametrize("flat, match", [
-    (np.zeros((2, 38), np.int64), "floats"),
-    (torch.zeros(2, 38, dtype=torch.long), "floats"),
-    ([[0.0] * 38], "tensor or numpy array"),
-    (np.zeros((2, 37), np.float32), r"shape \(batch, 38\)"),
+    (np.zeros((2, 39), np.int64), "floats"),
+    (torch.zeros(2, 39, dtype=torch.long), "floats"),
+    ([[0.0] * 39], "tensor or numpy array"),
+    (np.zeros((2, 38), np.float32), r"shape \(batch, 39\)"),
 ])
 def test_from_flat_rejects_what_it_cannot_decode(flat, match):
     cfg = DREAMConfig(input_dim=3, hidden_dim=6, rank=2)
-    assert DREAMState.flat_size(cfg) == 38
+    assert DREAMState.flat_size(cfg) == 39
     with pytest.raises(DREAMError, match=match):
         DREAMState.from_flat(flat, cfg)
 
