@@ -7,7 +7,8 @@ this module stays light: it imports neither torch nor the env modules.
 Five families (see :data:`FAMILIES`): partially observed classic control, the T-maze, repeat /
 recall diagnostics, non-stationary tasks and cross-episode (meta-RL) tasks. :func:`list_envs` and
 :func:`format_env_table` describe them; :func:`normalized_score` puts returns on a common [0, 1]
-scale (0 = random policy, 1 = optimal).
+scale (0 = random policy, 1 = optimal). Each env also has a fully observable twin (:data:`TWINS`,
+``dream_rl/<Name>FullObs-v0``, see :func:`twin_id`), the upper reference of the memory diagnostics.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dream_rl.envs.scores import (
     FAMILIES,
     SUITE,
+    TWINS,
     EnvSpecInfo,
     estimate_random_return,
     format_env_table,
@@ -22,11 +24,13 @@ from dream_rl.envs.scores import (
     list_envs,
     load_scripted_policy,
     normalized_score,
+    twin_id,
 )
 
 __all__ = [
     "FAMILIES",
     "SUITE",
+    "TWINS",
     "EnvSpecInfo",
     "estimate_random_return",
     "format_env_table",
@@ -35,18 +39,19 @@ __all__ = [
     "load_scripted_policy",
     "normalized_score",
     "register_envs",
+    "twin_id",
 ]
 
 
 def register_envs() -> None:
-    """Register every suite environment under the ``dream_rl/`` namespace.
+    """Register every suite environment and its fully observable twin under the ``dream_rl/`` namespace.
 
     Idempotent: ids already in ``gymnasium.registry`` are left alone, so calling it twice (or
     after a user registered an id of the same name) is harmless.
     """
     import gymnasium
 
-    for info in SUITE:
+    for info in (*SUITE, *TWINS):
         if info.id in gymnasium.registry:
             continue
         gymnasium.register(

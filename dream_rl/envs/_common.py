@@ -55,6 +55,22 @@ def check_float(
     return float(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``, else raise :class:`EnvError` (``1`` or ``"yes"``
+    for a switch is more likely a mistake than a wish)."""
+    if not isinstance(value, bool):
+        raise EnvError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def one_hot(index: int | None, size: int) -> np.ndarray:
+    """A float32 one-hot of ``index`` over ``size`` entries; all zeros for ``None``."""
+    vector = np.zeros(size, dtype=np.float32)
+    if index is not None:
+        vector[index] = 1.0
+    return vector
+
+
 RENDER_MODES = ["rgb_array"]
 
 

@@ -1,4 +1,6 @@
-"""Bandit: one episode of a hidden multi-armed bandit; the plain task behind RL² bandit trials."""
+"""Bandit: one episode of a hidden multi-armed bandit; the plain task behind RL² bandit trials. Also
+:class:`ArmKnowledge`, what a perfect memory knows about such a bandit, which the fully observable
+twins of the meta-RL bandits show in their observation."""
 
 from __future__ import annotations
 
@@ -8,10 +10,71 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_int, check_render_mode, one_hot
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_int, check_render_mode
 
-__all__ = ["BanditEnv", "scripted_trial_action"]
+__all__ = ["ArmKnowledge", "ArmKnowledgeWrapper", "BanditEnv", "scripted_trial_action"]
+
+
+class ArmKnowledge:
+    """What a perfect memory of the pulls so far knows about a bandit with one paying arm (it pays 1,
+    the others 0): the arms pulled without pay, and the paying arm once it has paid.
+
+    ``features()`` is float32 of length ``2 * n_arms``: a mask of the arms that did not pay, then a
+    one-hot of the paying arm (zeros until found). With it a memoryless policy can run the optimal
+    search (pull the paying arm if known, else an arm not yet tried), so the return it can reach is the
+    optimal return of the task with memory: the twin removes the need to remember, not the need to
+    explore (showing the paying arm itself would do both, and would beat that optimum).
+    """
+
+    def __init__(self, n_arms: int) -> None:
+        self.n_arms = n_arms
+        self.failed = np.zeros(n_arms, dtype=np.float32)
+        self.paying: int | None = None
+
+    def reset(self) -> None:
+        self.failed[:] = 0.0
+        self.paying = None
+
+    def update(self, action: int, reward: float) -> None:
+        if reward > 0:
+            self.paying = int(action)
+        else:
+            self.failed[int(action)] = 1.0
+
+    def features(self) -> np.ndarray:
+        return np.concatenate([self.failed, one_hot(self.paying, self.n_arms)])
+
+
+class ArmKnowledgeWrapper(gym.Wrapper):
+    """Append :class:`ArmKnowledge` over the whole (gymnasium) episode to a 1-D ``Box`` observation:
+    around an RL² trial of bandit episodes (``make_rl2_trial(fully_observable=True)``) it carries
+    what the trial taught across the inner episodes' boundaries."""
+
+    def __init__(self, env: gym.Env, n_arms: int) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+            raise EnvError(f"ArmKnowledgeWrapper needs a 1-D Box observation space, got {space}")
+        self.knowledge = ArmKnowledge(check_int("n_arms", n_arms, minimum=2))
+        self.observation_space = spaces.Box(
+            np.append(space.low, np.zeros(2 * n_arms)).astype(np.float32),
+            np.append(space.high, np.ones(2 * n_arms)).astype(np.float32),
+            dtype=np.float32,
+        )
+
+    def _observation(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float32), self.knowledge.features()])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.knowledge.reset()
+        return self._observation(obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.knowledge.update(int(action), float(reward))
+        return self._observation(obs), reward, terminated, truncated, info
 
 
 class BanditEnv(SuiteEnv):

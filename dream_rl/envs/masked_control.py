@@ -28,6 +28,11 @@ id                               kept observation         time limit random retu
 ``dream_rl/CartPoleNoisy-v0``    all 4, noise std 0.05    500        22.2          500
 ================================ ======================== ========== ============= ==================
 
+Each factory takes ``fully_observable=True`` to build the task's fully observable twin (registered as
+``dream_rl/<Name>FullObs-v0``, see :data:`dream_rl.envs.TWINS`): the NoVel tasks keep every entry
+(velocities included), the noisy CartPole drops the noise. The dynamics, reward and time limit are
+unchanged, so the reference returns below hold for the twins too.
+
 The random returns are means over 1000 episodes of a uniform random policy (seed 0; standard
 errors 0.4, 9, 0, 0.3 and 0.4); wrappers do not change the dynamics, so they are those of the
 unwrapped tasks (the two CartPole rows estimate the same number from different samples).
@@ -51,8 +56,8 @@ from gymnasium import spaces
 from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, MountainCarEnv, PendulumEnv
 from gymnasium.utils import RecordConstructorArgs
 
+from dream_rl.envs._common import EndOfEpisodeGuard, check_bool, check_float
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import EndOfEpisodeGuard, check_float
 
 __all__ = [
     "NOVEL_KEEP",
@@ -133,36 +138,46 @@ class NoisyObservationWrapper(gym.ObservationWrapper[np.ndarray, Any, np.ndarray
         return (np.asarray(observation, dtype=np.float64) + noise).astype(np.float32)
 
 
-def make_cartpole_novel(render_mode: str | None = None) -> gym.Env:
-    """CartPole seeing only cart position and pole angle."""
-    inner = MaskVelocityWrapper(CartPoleEnv(render_mode=render_mode), NOVEL_KEEP["CartPole"])
-    return EndOfEpisodeGuard(inner, check_actions=True)
+def _masked(env: gym.Env, task: str, fully_observable: bool) -> gym.Env:
+    """``env`` showing the NoVel entries of ``task``, or every entry for the fully observable twin
+    (the same wrapper either way, so both observations are float32 copies of the same layout)."""
+    size = env.observation_space.shape[0]
+    keep = range(size) if check_bool("fully_observable", fully_observable) else NOVEL_KEEP[task]
+    return EndOfEpisodeGuard(MaskVelocityWrapper(env, keep), check_actions=True)
 
 
-def make_pendulum_novel(render_mode: str | None = None) -> gym.Env:
-    """Pendulum seeing only cos/sin of the angle."""
-    inner = MaskVelocityWrapper(PendulumEnv(render_mode=render_mode), NOVEL_KEEP["Pendulum"])
-    return EndOfEpisodeGuard(inner, check_actions=True)
+def make_cartpole_novel(render_mode: str | None = None, fully_observable: bool = False) -> gym.Env:
+    """CartPole seeing only cart position and pole angle (``fully_observable=True``: all four entries)."""
+    return _masked(CartPoleEnv(render_mode=render_mode), "CartPole", fully_observable)
 
 
-def make_mountaincar_novel(render_mode: str | None = None) -> gym.Env:
-    """MountainCar (discrete actions) seeing only the car's position."""
-    inner = MaskVelocityWrapper(MountainCarEnv(render_mode=render_mode), NOVEL_KEEP["MountainCar"])
-    return EndOfEpisodeGuard(inner, check_actions=True)
+def make_pendulum_novel(render_mode: str | None = None, fully_observable: bool = False) -> gym.Env:
+    """Pendulum seeing only cos/sin of the angle (``fully_observable=True``: the angular velocity too)."""
+    return _masked(PendulumEnv(render_mode=render_mode), "Pendulum", fully_observable)
 
 
-def make_acrobot_novel(render_mode: str | None = None) -> gym.Env:
-    """Acrobot seeing only cos/sin of both joint angles."""
-    inner = MaskVelocityWrapper(AcrobotEnv(render_mode=render_mode), NOVEL_KEEP["Acrobot"])
-    return EndOfEpisodeGuard(inner, check_actions=True)
+def make_mountaincar_novel(render_mode: str | None = None, fully_observable: bool = False) -> gym.Env:
+    """MountainCar (discrete actions) seeing only the car's position (``fully_observable=True``: its velocity too)."""
+    return _masked(MountainCarEnv(render_mode=render_mode), "MountainCar", fully_observable)
 
 
-def make_cartpole_noisy(noise_std: float = 0.05, render_mode: str | None = None) -> gym.Env:
+def make_acrobot_novel(render_mode: str | None = None, fully_observable: bool = False) -> gym.Env:
+    """Acrobot seeing only cos/sin of both joint angles (``fully_observable=True``: both angular velocities too)."""
+    return _masked(AcrobotEnv(render_mode=render_mode), "Acrobot", fully_observable)
+
+
+def make_cartpole_noisy(
+    noise_std: float = 0.05, render_mode: str | None = None, fully_observable: bool = False
+) -> gym.Env:
     """CartPole with its full observation corrupted by Gaussian noise of std ``noise_std``.
 
     The default 0.05 is a quarter of the pole-angle failure threshold (0.21 rad), so one frame is an
-    unreliable estimate and averaging a few frames (memory) pays off.
+    unreliable estimate and averaging a few frames (memory) pays off. ``fully_observable=True``
+    builds the noise-free twin (``noise_std`` is still checked, then unused).
     """
+    check_float("noise_std", noise_std, low=0.0, high=math.inf, high_inclusive=False)
+    if check_bool("fully_observable", fully_observable):
+        return _masked(CartPoleEnv(render_mode=render_mode), "CartPole", True)
     inner = NoisyObservationWrapper(CartPoleEnv(render_mode=render_mode), noise_std)
     return EndOfEpisodeGuard(inner, check_actions=True)
 

@@ -8,8 +8,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_bool, check_int, check_render_mode
+from dream_rl.envs.bandit import ArmKnowledge
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_int, check_render_mode
 
 __all__ = ["MetaBanditEnv", "scripted_action"]
 
@@ -30,7 +31,10 @@ class MetaBanditEnv(SuiteEnv):
 
     Observation: ``Box(0, 1, (n_arms + 2,), float32)``: one-hot of the previous action in this
     inner episode (zeros at its first step), the previous reward (0 at its first step), and the
-    boundary flag (1 at the first step of each inner episode).
+    boundary flag (1 at the first step of each inner episode). With ``fully_observable=True`` (the
+    twin ``dream_rl/MetaBanditFullObs-v0``) :class:`~dream_rl.envs.bandit.ArmKnowledge` of the trial
+    follows (the arms that did not pay, the paying arm once found; ``2 * n_arms`` entries), carried
+    across the boundaries: what a memory of the trial would know.
 
     Action: ``Discrete(n_arms)``: the arm to pull.
 
@@ -44,6 +48,7 @@ class MetaBanditEnv(SuiteEnv):
         episode_length: pulls per inner episode, an integer >= 1 (default 5).
         n_episodes: inner episodes per trial, an integer >= 2 (default 5).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+        fully_observable: show the trial's knowledge of the arms (default False).
 
     Returns (expected, exact; ``T = n_episodes * episode_length``, defaults in brackets):
         random policy: ``T / n_arms`` [5].
@@ -60,17 +65,21 @@ class MetaBanditEnv(SuiteEnv):
         episode_length: int = 5,
         n_episodes: int = 5,
         render_mode: str | None = None,
+        fully_observable: bool = False,
     ) -> None:
         self.n_arms = check_int("n_arms", n_arms, minimum=2)
         self.episode_length = check_int("episode_length", episode_length, minimum=1)
         self.n_episodes = check_int("n_episodes", n_episodes, minimum=2)
         self.render_mode = check_render_mode(render_mode)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_arms + 2,), dtype=np.float32)
+        self.fully_observable = check_bool("fully_observable", fully_observable)
+        self.knowledge = ArmKnowledge(self.n_arms)
+        size = self.n_arms + 2 + (2 * self.n_arms if self.fully_observable else 0)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(size,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_arms)
         # Hidden state, public for scripted oracles and tests.
         self.good_arm = 0
         self.t = 0  # pulls so far in the trial
-        self._last_obs = np.zeros(self.n_arms + 2, dtype=np.float32)
+        self._last_obs = np.zeros(size, dtype=np.float32)
 
     @staticmethod
     def search_return(n_arms: int, pulls: int) -> float:
@@ -78,7 +87,8 @@ class MetaBanditEnv(SuiteEnv):
         return sum(max(pulls - j + 1, 0) for j in range(1, n_arms + 1)) / n_arms
 
     def _observation(self, previous_action: int | None, previous_reward: float, boundary: bool) -> np.ndarray:
-        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward, float(boundary))
+        knowledge = self.knowledge.features() if self.fully_observable else ()
+        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward, float(boundary), *knowledge)
         return self._last_obs.copy()
 
     def reset(
@@ -87,12 +97,14 @@ class MetaBanditEnv(SuiteEnv):
         super().reset(seed=seed)
         self.t = 0
         self.good_arm = int(self.np_random.integers(self.n_arms))
+        self.knowledge.reset()
         return self._observation(None, 0.0, boundary=True), {"inner_episode": 0}
 
     def _step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise EnvError(f"action must be in [0, {self.n_arms - 1}], got {action!r}")
         reward = 1.0 if int(action) == self.good_arm else 0.0
+        self.knowledge.update(int(action), reward)
         self.t += 1
         terminated = self.t >= self.n_episodes * self.episode_length
         if self.t % self.episode_length == 0:

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import SuiteEnv, check_bool, check_int, check_render_mode, one_hot
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["RepeatFirstEnv", "scripted_action"]
 
@@ -22,7 +22,9 @@ class RepeatFirstEnv(SuiteEnv):
     follows, the simplest test that a torso can latch information.
 
     Observation: ``Box(0, 1, (n_symbols + 1,), float32)``: one-hot of the current symbol, then a
-    flag that is 1 at step 0 only (so the target is recognisable when it appears).
+    flag that is 1 at step 0 only (so the target is recognisable when it appears). With
+    ``fully_observable=True`` (the twin ``dream_rl/RepeatFirstFullObs-v0``) a one-hot of the first
+    symbol follows at every step: ``Box(0, 1, (2 * n_symbols + 1,))``.
 
     Action: ``Discrete(n_symbols)``: the agent's guess of the first symbol.
 
@@ -35,27 +37,34 @@ class RepeatFirstEnv(SuiteEnv):
         n_symbols: alphabet size, an integer >= 2 (default 4).
         length: steps per episode, an integer >= 2 (default 16).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+        fully_observable: show the first symbol at every step (default False).
 
     Returns:
         random policy: ``1 / n_symbols`` (0.25 by default), exact.
         optimal: 1.
     """
 
-    def __init__(self, n_symbols: int = 4, length: int = 16, render_mode: str | None = None) -> None:
+    def __init__(
+        self, n_symbols: int = 4, length: int = 16, render_mode: str | None = None, fully_observable: bool = False
+    ) -> None:
         self.n_symbols = check_int("n_symbols", n_symbols, minimum=2)
         self.length = check_int("length", length, minimum=2)
         self.render_mode = check_render_mode(render_mode)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_symbols + 1,), dtype=np.float32)
+        self.fully_observable = check_bool("fully_observable", fully_observable)
+        size = self.n_symbols + 1 + (self.n_symbols if self.fully_observable else 0)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(size,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_symbols)
         # Hidden state, public for scripted oracles and tests.
         self.first_symbol = 0
         self.t = 0
-        self._last_obs = np.zeros(self.n_symbols + 1, dtype=np.float32)
+        self._last_obs = np.zeros(size, dtype=np.float32)
 
     def _observation(self, symbol: int) -> np.ndarray:
         obs = np.zeros(self.n_symbols + 1, dtype=np.float32)
         obs[symbol] = 1.0
         obs[-1] = 1.0 if self.t == 0 else 0.0
+        if self.fully_observable:
+            obs = np.concatenate([obs, one_hot(self.first_symbol, self.n_symbols)])
         self._last_obs = obs
         return obs
 

@@ -7,6 +7,12 @@ Reference returns (random policy and optimal) hold for each env's *default* cons
 arguments. If you change the difficulty (``gym.make(id, corridor_length=100)``), the optimal return
 in the env's docstring usually still applies, and :func:`estimate_random_return` measures the
 random baseline for your arguments.
+
+Every suite env has a **fully observable twin** (:data:`TWINS`), registered as
+``dream_rl/<Name>FullObs-v0`` (:func:`twin_id`): the same task built with ``fully_observable=True``,
+whose observation adds what a perfect memory would supply, so that a policy without memory can reach
+the task's optimal return. A twin keeps its task's reference returns (a random policy ignores the
+observation; the optimum is the same by construction), so normalized scores apply to twins too.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 __all__ = [
     "FAMILIES",
     "SUITE",
+    "TWINS",
+    "TWIN_OBSERVATION",
     "EnvSpecInfo",
     "estimate_random_return",
     "format_env_table",
@@ -28,6 +36,7 @@ __all__ = [
     "list_envs",
     "load_scripted_policy",
     "normalized_score",
+    "twin_id",
 ]
 
 # Family name -> what the family tests. Every env belongs to exactly one.
@@ -63,6 +72,7 @@ class EnvSpecInfo:
         kwargs: constructor arguments fixed by the registration (presets such as TMazeLong).
         scripted_policy: ``"module:function"`` mapping an env to the action of the reference
             policy behind ``optimal_return``; it may read hidden state through ``env.unwrapped``.
+        twin_of: for a fully observable twin, the id of its partially observable task; else None.
     """
 
     id: str
@@ -76,6 +86,7 @@ class EnvSpecInfo:
     time_limit: bool
     scripted_policy: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    twin_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -261,7 +272,56 @@ SUITE: tuple[EnvSpecInfo, ...] = (
     ),
 )
 
-_BY_ID: Mapping[str, EnvSpecInfo] = MappingProxyType({info.id: info for info in SUITE})
+
+TWIN_SUFFIX = "FullObs"
+
+# What each twin's observation adds to its task's (the full list, per env, in docs/memory-diagnostics.md).
+TWIN_OBSERVATION: Mapping[str, str] = MappingProxyType(
+    {
+        "dream_rl/CartPoleNoVel-v0": "the cart and pole velocities",
+        "dream_rl/PendulumNoVel-v0": "the angular velocity",
+        "dream_rl/MountainCarNoVel-v0": "the car's velocity",
+        "dream_rl/AcrobotNoVel-v0": "both joints' angular velocities",
+        "dream_rl/CartPoleNoisy-v0": "the exact state, without noise",
+        "dream_rl/TMaze-v0": "the cue at every step",
+        "dream_rl/TMazeLong-v0": "the cue at every step",
+        "dream_rl/RepeatFirst-v0": "the first symbol at every step",
+        "dream_rl/RepeatPrevious-v0": "the symbol of k steps ago",
+        "dream_rl/CountRecall-v0": "the current symbol's count so far",
+        "dream_rl/SwitchingBandit-v0": "the current best arm",
+        "dream_rl/SwitchingCartPole-v0": "the regime: motor polarity and pole length",
+        "dream_rl/MetaBandit-v0": "the trial's knowledge: arms that did not pay, the paying arm once found",
+        "dream_rl/RL2-v0": "the trial's knowledge: arms that did not pay, the paying arm once found",
+    }
+)
+
+
+def twin_id(env_id: str) -> str:
+    """The fully observable twin's id of a suite env: ``dream_rl/TMaze-v0`` -> ``dream_rl/TMazeFullObs-v0``.
+
+    Raises ``KeyError`` (naming the suite's ids) for an id outside the suite, a twin's included."""
+    info = get_env_info(env_id)
+    if info.twin_of is not None:
+        raise KeyError(f"{env_id!r} is already the fully observable twin of {info.twin_of!r}")
+    name, _, version = info.id.rpartition("-v")
+    return f"{name}{TWIN_SUFFIX}-v{version}"
+
+
+def _twin(info: EnvSpecInfo) -> EnvSpecInfo:
+    name, _, version = info.id.rpartition("-v")
+    return replace(
+        info,
+        id=f"{name}{TWIN_SUFFIX}-v{version}",
+        description=f"fully observable twin of {info.id.split('/')[-1]}: shows {TWIN_OBSERVATION[info.id]}",
+        kwargs=MappingProxyType({**info.kwargs, "fully_observable": True}),
+        twin_of=info.id,
+    )
+
+
+# One twin per suite env, in the suite's order.
+TWINS: tuple[EnvSpecInfo, ...] = tuple(_twin(info) for info in SUITE)
+
+_BY_ID: Mapping[str, EnvSpecInfo] = MappingProxyType({info.id: info for info in (*SUITE, *TWINS)})
 
 
 def list_envs(family: str | None = None) -> list[EnvSpecInfo]:
@@ -272,12 +332,14 @@ def list_envs(family: str | None = None) -> list[EnvSpecInfo]:
 
 
 def get_env_info(env_id: str) -> EnvSpecInfo:
-    """Catalogue entry of ``env_id``; raises ``KeyError`` naming the id and the valid ones."""
+    """Catalogue entry of ``env_id`` (a suite env or a twin); raises ``KeyError`` naming the id and
+    the valid ones."""
     try:
         return _BY_ID[env_id]
     except KeyError:
         raise KeyError(
-            f"unknown env id {env_id!r}; the dream_rl suite has: {', '.join(_BY_ID)}"
+            f"unknown env id {env_id!r}; the dream_rl suite has: {', '.join(info.id for info in SUITE)} "
+            f"(and a twin of each, <Name>{TWIN_SUFFIX}-v0)"
         ) from None
 
 

@@ -8,8 +8,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import (
+    SuiteEnv,
+    action_reward_observation,
+    check_bool,
+    check_float,
+    check_int,
+    check_render_mode,
+    one_hot,
+)
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, action_reward_observation, check_float, check_int, check_render_mode
 
 __all__ = ["SwitchingBanditEnv", "scripted_action"]
 
@@ -26,7 +34,9 @@ class SwitchingBanditEnv(SuiteEnv):
 
     Observation: ``Box(0, 1, (n_arms + 1,), float32)``: one-hot of the previous action (all
     zeros at the first step) and the previous reward. The agent sees its own history, as in
-    meta-RL bandits.
+    meta-RL bandits. With ``fully_observable=True`` (the twin ``dream_rl/SwitchingBanditFullObs-v0``)
+    a one-hot of the current best arm follows (``n_arms`` more entries): what the oracle behind the
+    optimal return is told. No memory can fully match it (a switch is seen only after the fact).
 
     Action: ``Discrete(n_arms)``: the arm to pull.
 
@@ -42,6 +52,7 @@ class SwitchingBanditEnv(SuiteEnv):
         p_best: success probability of the best arm, in (p_other, 1] (default 0.8).
         p_other: success probability of the other arms, in [0, p_best) (default 0.2).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+        fully_observable: show the best arm (default False).
 
     Returns (expected, exact):
         random policy: ``length * (p_best + (n_arms - 1) * p_other) / n_arms`` = 40 by default.
@@ -57,6 +68,7 @@ class SwitchingBanditEnv(SuiteEnv):
         p_best: float = 0.8,
         p_other: float = 0.2,
         render_mode: str | None = None,
+        fully_observable: bool = False,
     ) -> None:
         self.n_arms = check_int("n_arms", n_arms, minimum=2)
         self.length = check_int("length", length, minimum=1)
@@ -64,15 +76,18 @@ class SwitchingBanditEnv(SuiteEnv):
         self.p_best = check_float("p_best", p_best, low=0.0, high=1.0, low_inclusive=False)
         self.p_other = check_float("p_other", p_other, low=0.0, high=self.p_best, high_inclusive=False)
         self.render_mode = check_render_mode(render_mode)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_arms + 1,), dtype=np.float32)
+        self.fully_observable = check_bool("fully_observable", fully_observable)
+        size = self.n_arms + 1 + (self.n_arms if self.fully_observable else 0)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(size,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_arms)
         # Hidden state, public for scripted oracles and tests.
         self.best_arm = 0
         self.t = 0
-        self._last_obs = np.zeros(self.n_arms + 1, dtype=np.float32)
+        self._last_obs = np.zeros(size, dtype=np.float32)
 
     def _observation(self, previous_action: int | None, previous_reward: float) -> np.ndarray:
-        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward)
+        best = one_hot(self.best_arm, self.n_arms) if self.fully_observable else ()  # the arm of the next pull
+        self._last_obs = action_reward_observation(self.n_arms, previous_action, previous_reward, *best)
         return self._last_obs.copy()
 
     def reset(

@@ -12,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import SuiteEnv, check_bool, check_float, check_render_mode
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, check_float, check_render_mode
 
 __all__ = ["SwitchingCartPoleEnv", "scripted_action"]
 
@@ -37,7 +37,10 @@ class SwitchingCartPoleEnv(SuiteEnv):
 
     Observation: ``Box((5,), float32)``: cart position, cart velocity, pole angle, pole angular
     velocity (as in CartPole) and the previous action as -1 (left), +1 (right), or 0 at reset,
-    so the response to a push can be attributed to it.
+    so the response to a push can be attributed to it. With ``fully_observable=True`` (the twin
+    ``dream_rl/SwitchingCartPoleFullObs-v0``) the regime of the last step follows: the motor's
+    polarity (+1 or -1) and the pole's half-length in metres (``Box((7,))``), what the oracle
+    behind the optimal return is told. A switch at the next step is still unannounced.
 
     Action: ``Discrete(2)``: command a push left (0) or right (1).
 
@@ -53,6 +56,7 @@ class SwitchingCartPoleEnv(SuiteEnv):
         switch_prob: per-step probability of a regime switch, in [0, 1] (default 0.01, about five
             switches per 500-step episode).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+        fully_observable: show the current regime (default False).
         At least two regimes are needed (two lengths, or one length with reversals on).
 
     Returns (defaults, 500-step limit):
@@ -75,6 +79,7 @@ class SwitchingCartPoleEnv(SuiteEnv):
         reversals: bool = True,
         switch_prob: float = 0.01,
         render_mode: str | None = None,
+        fully_observable: bool = False,
     ) -> None:
         valid = (
             isinstance(pole_lengths, (list, tuple))
@@ -101,18 +106,23 @@ class SwitchingCartPoleEnv(SuiteEnv):
         self.reversals = reversals
         self.switch_prob = check_float("switch_prob", switch_prob, low=0.0, high=1.0)
         self.render_mode = check_render_mode(render_mode)
+        self.fully_observable = check_bool("fully_observable", fully_observable)
         high = np.array(
             [self.x_threshold * 2, np.inf, self.theta_threshold * 2, np.inf, 1.0], dtype=np.float32
         )
-        self.observation_space = spaces.Box(-high, high, dtype=np.float32)
+        low = -high
+        if self.fully_observable:  # polarity in [-1, 1], half-length in [0, 5] m
+            low, high = np.append(low, [-1.0, 0.0]), np.append(high, [1.0, 5.0])
+        self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         # Hidden state, public for scripted oracles and tests.
         self.state = np.zeros(4, dtype=np.float64)
         self.pole_length, self.polarity = self.regimes[0]
-        self._last_obs = np.zeros(5, dtype=np.float32)
+        self._last_obs = np.zeros(self.observation_space.shape, dtype=np.float32)
 
     def _observation(self, last_push: float) -> np.ndarray:
-        self._last_obs = np.append(self.state, last_push).astype(np.float32)
+        regime = (self.polarity, self.pole_length) if self.fully_observable else ()
+        self._last_obs = np.array([*self.state, last_push, *regime], dtype=np.float32)
         return self._last_obs.copy()
 
     def _draw_regime(self, exclude: tuple[float, int] | None) -> None:

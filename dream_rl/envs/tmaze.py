@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from dream_rl.envs._common import SuiteEnv, check_bool, check_int, check_render_mode
 from dream_rl.errors import EnvError
-from dream_rl.envs._common import SuiteEnv, check_int, check_render_mode
 
 __all__ = ["TMazeEnv", "scripted_action"]
 
@@ -32,6 +32,10 @@ class TMazeEnv(SuiteEnv):
     * corridor cells 1 .. corridor_length - 1: ``[0, 1, 0]``
     * junction (cell ``corridor_length``): ``[0, 0, 1]``
 
+    With ``fully_observable=True`` (the twin ``dream_rl/TMazeFullObs-v0``) the cue stays in the first
+    entry at every step (``[c, 1, 0]`` in the corridor, ``[c, 0, 1]`` at the junction), so a policy
+    without memory can turn the right way.
+
     Action: ``Discrete(2)``: 0 = turn up, 1 = turn down (in the corridor: step forward).
 
     Reward: +1 for turning towards the cue, -1 for the other arm, 0 on every other step.
@@ -42,15 +46,20 @@ class TMazeEnv(SuiteEnv):
         corridor_length: steps from the cue to the junction, an integer >= 1 (default 10; the
             ``dream_rl/TMazeLong-v0`` preset uses 100).
         render_mode: None or ``"rgb_array"`` (a bar picture of the observation, for videos).
+        fully_observable: keep the cue in view at every step (default False).
 
     Returns (for every ``corridor_length``):
-        random policy: 0 (the turn is a fair coin flip); also what any memoryless policy gets.
+        random policy: 0 (the turn is a fair coin flip); also what any memoryless policy gets
+            (with ``fully_observable=False``).
         optimal: +1 (turn towards the remembered cue).
     """
 
-    def __init__(self, corridor_length: int = 10, render_mode: str | None = None) -> None:
+    def __init__(
+        self, corridor_length: int = 10, render_mode: str | None = None, fully_observable: bool = False
+    ) -> None:
         self.corridor_length = check_int("corridor_length", corridor_length, minimum=1)
         self.render_mode = check_render_mode(render_mode)
+        self.fully_observable = check_bool("fully_observable", fully_observable)
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         # Hidden state, public so scripted oracles and tests can read it: +1 = up, -1 = down.
@@ -60,11 +69,11 @@ class TMazeEnv(SuiteEnv):
 
     def _observation(self) -> np.ndarray:
         obs = np.zeros(3, dtype=np.float32)
-        if self.position == 0:
+        if self.position == 0 or self.fully_observable:  # the twin keeps the cue in view
             obs[0] = self.cue
-        elif self.position < self.corridor_length:
+        if 0 < self.position < self.corridor_length:
             obs[1] = 1.0
-        else:
+        elif self.position == self.corridor_length:
             obs[2] = 1.0
         self._last_obs = obs
         return obs

@@ -29,7 +29,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from dream_rl.envs._common import EndOfEpisodeGuard, check_int
+
+from dream_rl.envs._common import EndOfEpisodeGuard, check_bool, check_int
 from dream_rl.errors import EnvError
 
 __all__ = ["BUILDS_ENV_BY_NAME", "RL2Trial", "FLAG_KEY", "check_registered_id", "make_rl2_trial"]
@@ -164,12 +165,24 @@ def make_rl2_trial(
     same_task: bool = True,
     inner_truncation: str = "ends_trial",
     render_mode: str | None = None,
+    fully_observable: bool = False,
 ) -> gym.Env:
     """The entry point of ``dream_rl/RL2-v0``: ``env`` (a registered gymnasium id; None, the default:
     the 5-armed :class:`~dream_rl.envs.bandit.BanditEnv`) built with ``env_kwargs``, wrapped in
     :class:`RL2Trial` and in the suite's end-of-episode guard (a step after the trial ends warns and
     pays 0). Anything else for ``env`` (a ``"module:callable"`` entry point included) raises
-    :class:`~dream_rl.errors.EnvError`."""
+    :class:`~dream_rl.errors.EnvError`.
+
+    ``fully_observable=True`` (the twin ``dream_rl/RL2FullObs-v0``; default bandit only) appends
+    :class:`~dream_rl.envs.bandit.ArmKnowledge` of the whole trial to the observation. For another
+    ``env``, name its fully observable twin instead (``env="dream_rl/TMazeFullObs-v0"``)."""
+    if check_bool("fully_observable", fully_observable) and env is not None:
+        raise EnvError(
+            f"fully_observable=True applies to the default bandit trial only, got env={env!r}; "
+            "give the fully observable twin of that env instead (e.g. env='dream_rl/TMazeFullObs-v0')"
+        )
+    if fully_observable and same_task is not True:
+        raise EnvError(f"fully_observable=True needs same_task=True (one paying arm per trial), got same_task={same_task!r}")
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
@@ -179,4 +192,9 @@ def make_rl2_trial(
         inner = BanditEnv(**kwargs)
     else:
         inner = gym.make(check_registered_id(env), **kwargs)
-    return EndOfEpisodeGuard(RL2Trial(inner, episodes_per_trial, same_task=same_task, inner_truncation=inner_truncation))
+    trial: gym.Env = RL2Trial(inner, episodes_per_trial, same_task=same_task, inner_truncation=inner_truncation)
+    if fully_observable:
+        from dream_rl.envs.bandit import ArmKnowledgeWrapper
+
+        trial = ArmKnowledgeWrapper(trial, inner.unwrapped.n_arms)
+    return EndOfEpisodeGuard(trial)
