@@ -9,6 +9,7 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
 
+APPROX = "\u2248\u00a0"  # "≈" and a no-break space, so the value stays on one line
 COLUMNS = (("id", 30), ("family", 12), ("random", 8), ("optimal", 8), ("description", 42))
 
 
@@ -39,7 +40,7 @@ class EnvTable(Directive):
         group += head
         body = nodes.tbody()
         for info in list_envs():
-            optimal = f"{'' if info.optimal_exact else '≈\u00a0'}{info.optimal_return:g}"
+            optimal = f"{info.optimal_return:g}" if info.optimal_exact else f"{APPROX}{info.optimal_return:g}"
             body += _row([info.id, info.family, f"{info.random_return:g}", optimal, info.description])
         group += body
         return [table]
