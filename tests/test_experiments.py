@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dream_rl import TORSOS
 import pytest
 import yaml
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 
+from dream_rl import TORSOS
 from dream_rl.cli import main
 from dream_rl.experiments.config import (
     ConfigError,

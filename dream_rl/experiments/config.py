@@ -851,7 +851,7 @@ def _resolve(config: ExperimentConfig, build_envs: bool = True) -> ExperimentCon
         spaces = []
         for where, env in _envs_with_paths(config):
             spaces.append(_observation_space(env, where))
-        for (where, env), space in zip(_envs_with_paths(config), spaces):
+        for (_where, env), space in zip(_envs_with_paths(config), spaces):
             for label, spec in config.policies.items():
                 _check_policy_space(spec.policy, space, f"policies.{label}.policy", env.id)
 

@@ -1,24 +1,24 @@
 """The Stable-Baselines3 adapter: torso policies for sb3-contrib's RecurrentPPO, SequencePPO (RecurrentPPO
 trained on whole env rollouts) and callbacks."""
 
-from dream_rl.sb3.callbacks import TorsoInternalsCallback
 from dream_rl.sb3.buffers import SequenceRolloutBuffer
+from dream_rl.sb3.callbacks import TorsoInternalsCallback
 from dream_rl.sb3.policies import (
     POLICIES,
     CnnDreamPolicy,
     CnnGruPolicy,
     CnnLstmTorsoPolicy,
+    CnnTorsoPolicy,
     MlpDreamPolicy,
     MlpGruPolicy,
     MlpLstmTorsoPolicy,
+    MlpTorsoPolicy,
     MultiInputDreamPolicy,
     MultiInputGruPolicy,
     MultiInputLstmTorsoPolicy,
+    MultiInputTorsoPolicy,
     PackedStateTorso,
     RecurrentTorsoPolicy,
-    MlpTorsoPolicy,
-    CnnTorsoPolicy,
-    MultiInputTorsoPolicy,
 )
 from dream_rl.sb3.ppo import SequencePPO
 
