@@ -14,7 +14,8 @@ the runs were trained with (read from the runs' own ``config.yaml``, not from th
 The plot shows, per policy, the mean score over seeds against env steps with a band of ± one std
 (curves are interpolated onto a common grid of evaluation steps first).
 
-**Aggregate over envs** (``envs:`` configs with several envs): each run's final normalized score
+**Aggregate over envs** (``envs:`` configs with several envs, and a single env trained with at least
+:data:`MIN_SEEDS_FOR_INTERVALS` seeds, where it gives intervals over seeds): each run's final normalized score
 (for an env without reference returns, its final return min-max scaled over that env's runs) goes
 into :mod:`dream_rl.experiments.stats` (Agarwal et al. 2021): IQM, median and mean with
 stratified-bootstrap 95% CIs, probability of improvement over ``report.baseline``, performance
@@ -58,6 +59,9 @@ __all__ = [
     "summarize",
     "write_report",
 ]
+
+# a single env gets the aggregate (bootstrap intervals over seeds, probability of improvement) from this many seeds
+MIN_SEEDS_FOR_INTERVALS = 3
 
 # a report is written next to the runs; a folder shared read-only is copied first
 _COPY_HINT = "copy the experiment folder somewhere writable and report on the copy"
@@ -328,13 +332,14 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
     baseline = config.report.baseline if config.report.baseline in scores else None
     aggregates = stats.aggregate_scores(scores, baseline=baseline)
     out = config.experiment_dir
-    env_names = [env.label or env.id for env in config.env_list]
+    env_names = [config.env_label(env) or env.id for env in config.env_list]
     envs = ", ".join(env_names)
+    n_envs = f"{len(env_names)} envs" if len(env_names) > 1 else "1 env"
     n_seeds = sorted({len(s) for s in scores.values()})
     seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
     text = (
-        f"### {config.name}: aggregate over {len(config.env_list)} envs\n\n"
-        f"Final normalized score of each run ({seeds} seeds x {len(config.env_list)} envs: {envs}); "
+        f"### {config.name}: aggregate over {n_envs}\n\n"
+        f"Final normalized score of each run ({seeds} seeds x {n_envs}: {envs}); "
         "IQM = interquartile mean over all runs, 95% stratified-bootstrap confidence intervals"
         + (f", probability of improvement over {baseline}" if baseline else "")
         + " (Agarwal et al., 2021).\n\n"
@@ -347,7 +352,7 @@ def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve
     files = [out / "aggregate.md", out / "aggregate.csv", out / "performance_profiles.png", out / "scores.csv"]
     files[0].write_text(text)
     stats.write_aggregate_csv(aggregates, files[1])
-    stats.plot_performance_profiles(scores, files[2], title=f"{config.name}: {len(config.env_list)} envs")
+    stats.plot_performance_profiles(scores, files[2], title=f"{config.name}: {n_envs}")
     _write_scores_csv(files[3], env_names, curves_by_env)
     return text, files
 
@@ -387,7 +392,7 @@ def write_report(config: ExperimentConfig, log: Callable[[str], None] = print) -
         plot_learning_curves(config, env, curves, files[2], normalized)
         tables.append(table)
         report.files += files
-    if len(config.env_list) > 1:
+    if len(config.env_list) > 1 or len(config.train.seeds) >= MIN_SEEDS_FOR_INTERVALS:
         aggregate, files = _write_aggregate(config, curves_by_env, log)
         tables = ([aggregate] if aggregate else []) + tables
         report.files += files
