@@ -195,8 +195,10 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 
 def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
     from dream_rl.experiments.parallel import default_workers
+    from dream_rl.experiments.records import check_writable_dir
     from dream_rl.experiments.runner import run_experiment
 
+    check_writable_dir(config.experiment_dir)  # before the first line of output
     runs = len(config.runs())
     envs = config.env_list
     on = envs[0].id if len(envs) == 1 else f"{len(envs)} envs"
@@ -219,10 +221,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.dry_run:
         from dream_rl.experiments.records import check_writable_dir
-        from dream_rl.experiments.runner import check_buildable
+        from dream_rl.experiments.runner import check_buildable, check_experiment_folder
 
         check_buildable(config)
         check_writable_dir(config.experiment_dir)
+        check_experiment_folder(config, fresh=args.fresh)
         print(config_to_yaml(config), end="")
         print(f"# runs: {', '.join(run.name for run in config.runs())}")
         print(f"# outputs: {config.experiment_dir}/")

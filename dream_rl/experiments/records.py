@@ -35,8 +35,8 @@ class EvalRow:
 
 def _malformed(path: Path, detail: str) -> ConfigError:
     return ConfigError(
-        f"{path}: not an evaluation record written by dream-rl ({detail}); move it away and train the run "
-        "again (dream-rl train CONFIG resumes it; --fresh starts it over)"
+        f"{path}: not an evaluation record written by dream-rl ({detail}); restore it from a copy, train the run "
+        f"over (dream-rl train CONFIG --fresh), or move {path.parent} away to go on without that run"
     )
 
 
@@ -95,20 +95,42 @@ def truncate_eval_record(path: Path, timesteps: int) -> None:
 
 
 def check_writable_dir(path: Path, what: str = "output_dir") -> None:
-    """Without creating anything: the nearest existing folder of ``path`` is a folder this process
-    may write into. Raises :class:`ConfigError` (``what`` names the setting to change)."""
+    """Whether ``path`` could be created, leaving nothing behind: the nearest existing folder of
+    ``path`` is a folder in which this process can make a folder (tried with a temporary one, which
+    is removed: permission bits alone do not tell, e.g. for root in /proc). Raises
+    :class:`ConfigError` (``what`` names the setting to change)."""
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"{what}: cannot create {path}: {existing} is a file, not a folder; choose another {what}", what)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}: cannot create {path}: {existing} is not writable; choose another {what}", what)
+    if existing == path:
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as error:
+            raise ConfigError(f"{what}: cannot write into {path} ({error.strerror or type(error).__name__}); "
+                              f"choose another {what}", what) from None
+        return
+    child = path.relative_to(existing).parts[0] if path.is_relative_to(existing) else path.name
+    try:
+        os.mkdir(existing / child)
+    except FileExistsError:  # appeared meanwhile: writable enough
+        return
+    except OSError as error:
+        raise ConfigError(f"{what}: cannot create {existing / child} ({error.strerror or type(error).__name__}); "
+                          f"choose another {what}", what) from None
+    os.rmdir(existing / child)
 
 
 def writable_dir(path: Path, what: str = "output_dir", way_on: str = "choose a folder you can write to") -> Path:
     """Create ``path`` (with its parents) and check that a file can be written in it. Raises
     :class:`ConfigError` "<what>: cannot write into <path> (<reason>); <way_on>"."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"{what}: cannot write into {path}: {existing} is a file, not a folder; {way_on}", what)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

@@ -89,6 +89,7 @@ __all__ = [
     "build_model",
     "check_buildable",
     "check_device",
+    "check_experiment_folder",
     "evaluate_run",
     "find_run_dirs",
     "latest_checkpoint",
@@ -661,14 +662,20 @@ def prepare_experiment(config: ExperimentConfig, fresh: bool = False) -> None:
     runs could not be reported with this config's) is refused, unless ``fresh``: this config
     then replaces it, and the runs it does not name stay on disk but leave the report."""
     check_buildable(config)
+    check_experiment_folder(config, fresh)
     writable_dir(config.experiment_dir)
+    (config.experiment_dir / "config.yaml").write_text(config_to_yaml(_merge_with_earlier_runs(config)))
+
+
+def check_experiment_folder(config: ExperimentConfig, fresh: bool = False) -> None:
+    """Refuse (ConfigError) to train ``config`` into an experiment folder that holds another
+    experiment's runs under the same name, unless ``fresh`` (see :func:`prepare_experiment`)."""
     conflict = _conflict_with_earlier_runs(config)
     if conflict and not fresh:
         raise ConfigError(
             f"{config.experiment_dir} holds experiment {config.name!r} trained with another config ({conflict}); "
             f"give this one another name (name={config.name}-2) or output_dir, or pass --fresh to replace it "
             "(the earlier runs stay on disk but leave the report)", "name")
-    (config.experiment_dir / "config.yaml").write_text(config_to_yaml(_merge_with_earlier_runs(config)))
 
 
 def run_experiment(

@@ -560,8 +560,9 @@ def _check_arguments(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
     valid = [name for name, param in params.items() if "Callable" not in str(param.annotation)]
     for name, value in kwargs.items():
         if name not in valid:
-            why = "takes a function, which a config cannot give" if name in params else "unknown argument"
-            raise ConfigError(f"{where}.{name}: {why} of {cls.__name__} (valid: {', '.join(valid)})", f"{where}.{name}")
+            why = (f"{cls.__name__}'s {name} takes a function, which a config cannot give" if name in params
+                   else f"not an argument of {cls.__name__}")
+            raise ConfigError(f"{where}.{name}: {why} (valid: {', '.join(valid)})", f"{where}.{name}")
         if value is not None and not isinstance(value, (bool, int, float)):
             raise ConfigError(f"{where}.{name}: expected a number, true/false or null, got {value!r}", f"{where}.{name}")
 
