@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch as th
 from torch import Tensor
-from torch.nn import functional as F
 
 from dream_rl.torsos import RecurrentTorso, reset_where
 
@@ -56,19 +55,23 @@ class EpisodeLayout:
         starts: (T, B) bool tensor, True where a step begins an episode.
         n_cuts: the number of steps after step 0 where some env begins an episode.
         n_pieces: the number of pieces: each env's first step begins one, so does every start.
-        position, column: (T, B) long tensors: step ``(t, b)`` is step ``position`` of the piece in
-            column ``column`` of the padded batch (columns sorted by piece length, longest first).
-        first_columns: (B,) long tensor, the column of each env's first piece.
-        phases: ``(start, stop, running)``: run steps [start, stop) of the first ``running`` columns.
+        first_columns: (B,) long tensor, the column of each env's first piece (columns are the
+            pieces sorted by length, longest first).
+        phases: ``(start, stop, running)``: run steps [start, stop) of the pieces in the first
+            ``running`` columns.
+        in_indices: per phase, ((stop - start) * running,) long: the row of the flattened (T·B + 1, F)
+            features (the last row all zeros: padding) that each (step, column) of the phase reads.
+        out_index: (T·B,) long: the row of the phases' outputs, concatenated and flattened, that is
+            the output of each step (t, b).
     """
 
     starts: Tensor
     n_cuts: int
     n_pieces: int = 0
-    position: Tensor | None = None
-    column: Tensor | None = None
     first_columns: Tensor | None = None
     phases: tuple[tuple[int, int, int], ...] = ()
+    in_indices: tuple[Tensor, ...] = ()
+    out_index: Tensor | None = None
 
     @classmethod
     def from_starts(cls, starts: np.ndarray | Tensor, device: th.device | str = "cpu") -> EpisodeLayout:
@@ -94,12 +97,24 @@ class EpisodeLayout:
         rank = np.empty_like(order)
         rank[order] = np.arange(n_pieces)
 
+        column = rank[piece]
+        phases = _phases(lengths[order])
+        # which step each (position, column) of the padded batch holds; T·B (the zero row) where none
+        holder = np.full((phases[-1][1], n_pieces), T * B, dtype=np.int64)
+        holder[position, column] = np.arange(T * B).reshape(T, B)
+        in_indices, out_index, offset = [], np.empty((T, B), dtype=np.int64), 0
+        for start, stop, running in phases:
+            in_indices.append(holder[start:stop, :running].ravel())
+            here = (position >= start) & (position < stop)
+            out_index[here] = offset + (position[here] - start) * running + column[here]
+            offset += (stop - start) * running
+
         def tensor(array: np.ndarray) -> Tensor:
             return th.as_tensor(np.ascontiguousarray(array, dtype=np.int64), device=device)
 
         return cls(
-            starts_t, n_cuts, n_pieces, tensor(position), tensor(rank[piece]), tensor(rank[offsets]),
-            _phases(lengths[order]),
+            starts_t, n_cuts, n_pieces, tensor(rank[offsets]), phases, tuple(tensor(i) for i in in_indices),
+            tensor(out_index.ravel()),
         )  # fmt: skip
 
 
@@ -126,30 +141,30 @@ def run_as_pieces(torso: RecurrentTorso, features: Tensor, state: Tensor, layout
     """The outputs of ``torso(features, state, layout.starts)``, computed by reset-free ``run`` calls
     over episode pieces.
 
-    The pieces become the columns of one padded batch, longest first, each starting at its step 0:
-    the first piece of env b from ``state[b]`` (zeros if its step 0 starts an episode), every later
-    piece from zeros. The batch runs in the layout's phases over the time axis, each carrying on the
-    state of only the pieces still running (the leading columns), so the work stays close to the
-    number of real steps. Steps past a piece's end inside a phase are padding: a torso is causal, so
-    they do not change the piece's outputs.
+    The pieces are the columns of a padded batch, longest first, each starting at its step 0: the
+    first piece of env b from ``state[b]`` (zeros if its step 0 starts an episode), every later piece
+    from zeros. The batch runs in the layout's phases over the time axis, each carrying on the state
+    of only the pieces still running (the leading columns), so the work stays close to the number of
+    real steps. Steps past a piece's end inside a phase are padding (zero features): a torso is
+    causal, so they do not change the piece's outputs. Only the phases' rows are ever built: each
+    phase gathers its inputs from the flattened features, and one gather puts the outputs back.
 
     Args:
         features: (T, B, F); state: (B, P); layout: from the same (T, B) episode starts.
     Returns:
         out (T, B, H). (No final state: padded steps run past some pieces' ends.)
     """
-    assert layout.position is not None and layout.column is not None and layout.first_columns is not None
-    index = (layout.position, layout.column)
-    longest = layout.phases[-1][1]
-    padded = features.new_zeros(longest, layout.n_pieces, features.shape[2]).index_put(index, features)
+    assert layout.first_columns is not None and layout.out_index is not None
+    T, B, width = features.shape
+    rows = th.cat([features.reshape(T * B, width), features.new_zeros(1, width)])  # the last row: padding
     h = state.new_zeros(layout.n_pieces, state.shape[1]).index_put(
         (layout.first_columns,), reset_where(state, layout.starts[0])
     )
     outputs = []
-    for start, stop, running in layout.phases:
-        out, h = torso.run(padded[start:stop, :running], h[:running])
-        outputs.append(F.pad(out, (0, 0, 0, layout.n_pieces - running)) if running < layout.n_pieces else out)
-    return th.cat(outputs)[index]
+    for (start, stop, running), index in zip(layout.phases, layout.in_indices):
+        out, h = torso.run(rows.index_select(0, index).view(stop - start, running, width), h[:running])
+        outputs.append(out.reshape((stop - start) * running, -1))
+    return th.cat(outputs).index_select(0, layout.out_index).view(T, B, -1)
 
 
 def run_torso(torso: RecurrentTorso, features: Tensor, state: Tensor, layout: EpisodeLayout) -> Tensor:

@@ -45,7 +45,18 @@ from dream_rl.errors import PolicyError
 from dream_rl.sb3.buffers import SequenceRolloutBuffer
 from dream_rl.sb3.runners import PolicyRunner, make_runner
 
-__all__ = ["SequencePPO"]
+__all__ = ["GRAD_CLIPS", "SequencePPO", "critic_parameters"]
+
+GRAD_CLIPS = ("separate", "joint")
+
+
+def critic_parameters(policy: RecurrentActorCriticPolicy) -> list[th.nn.Parameter]:
+    """The parameters only the value loss reaches: the critic's memory, its MLP, the value head and
+    its own features extractor (when not shared)."""
+    modules = [policy.value_net, policy.mlp_extractor.value_net, policy.lstm_critic, getattr(policy, "critic", None)]
+    if not policy.share_features_extractor:
+        modules.append(policy.vf_features_extractor)
+    return [p for m in modules if m is not None for p in m.parameters()]
 
 
 class SequencePPO(RecurrentPPO):
@@ -60,6 +71,12 @@ class SequencePPO(RecurrentPPO):
     # policy names when dream_rl.sb3.policies is imported (by dream_rl.sb3.runners, above).
 
     rollout_buffer: SequenceRolloutBuffer  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, grad_clip: str = "separate", **kwargs: Any) -> None:
+        if grad_clip not in GRAD_CLIPS:
+            raise PolicyError(f"grad_clip must be one of {GRAD_CLIPS}, got {grad_clip!r}")
+        self.grad_clip = grad_clip
+        super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
         # RecurrentPPO._setup_model, with the whole-rollout buffer (it stores each env's state once a
@@ -193,6 +210,15 @@ class SequencePPO(RecurrentPPO):
 
     # ------------------------------------------------------------------------------- training
 
+    def _clip_groups(self) -> list[list[th.nn.Parameter]]:
+        """The parameter groups whose gradient norms are clipped to ``max_grad_norm``: all of them
+        together (``grad_clip="joint"``) or the critic's own apart from the rest (``"separate"``)."""
+        params = list(self.policy.parameters())
+        if getattr(self, "grad_clip", "joint") == "joint":
+            return [params]
+        critic_only = {id(p) for p in critic_parameters(self.policy)}
+        return [[p for p in params if id(p) not in critic_only], [p for p in params if id(p) in critic_only]]
+
     def train(self) -> None:
         """One update: ``n_epochs`` passes over the rollout in minibatches of whole env rollouts; the
         loss is RecurrentPPO's (clipped surrogate, value loss, entropy, per-minibatch advantage
@@ -236,7 +262,8 @@ class SequencePPO(RecurrentPPO):
                     break
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                for group in self._clip_groups():
+                    th.nn.utils.clip_grad_norm_(group, self.max_grad_norm)
                 self.policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:

@@ -25,7 +25,8 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
-from torch import Tensor
+from stable_baselines3.common.torch_layers import MlpExtractor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dream_rl.sb3.buffers import SequenceBatch
@@ -43,15 +44,24 @@ Observation = Tensor | dict[str, Tensor]
 StepFn = Callable[[Any, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
+def _layer_weights(rnn: nn.RNNBase) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+    """``(w_ih, w_hh, b_ih, b_hh)`` of every layer, from the module's flat weight list (reading the
+    parameters by name goes through ``nn.Module.__getattr__``, a measurable cost per rollout step)."""
+    weights = rnn._flat_weights
+    per_layer = 4 if rnn.bias else 2
+    layers = []
+    for layer in range(rnn.num_layers):
+        w = weights[layer * per_layer : (layer + 1) * per_layer]
+        layers.append((w[0], w[1], w[2], w[3]) if rnn.bias else (w[0], w[1], None, None))
+    return layers
+
+
 def _gru_step(torso: GruTorso, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """One step of ``nn.GRU`` (every layer) as ``torch.gru_cell`` calls: x (B, F), state (B, L·H)."""
     rnn = torso.rnn
-    hs = state.split(rnn.hidden_size, dim=1)
     new = []
-    for layer, h in enumerate(hs):
-        params = [getattr(rnn, f"{kind}_l{layer}") for kind in ("weight_ih", "weight_hh")]
-        biases = [getattr(rnn, f"{kind}_l{layer}") for kind in ("bias_ih", "bias_hh")] if rnn.bias else [None, None]
-        x = th.gru_cell(x, h, params[0], params[1], biases[0], biases[1])
+    for (w_ih, w_hh, b_ih, b_hh), h in zip(_layer_weights(rnn), state.split(rnn.hidden_size, dim=1)):
+        x = th.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh)
         new.append(x)
     return x, new[0] if len(new) == 1 else th.cat(new, dim=1)
 
@@ -62,9 +72,7 @@ def _lstm_step(torso: LstmTorso, x: Tensor, state: Tensor) -> tuple[Tensor, Tens
     L, H = rnn.num_layers, rnn.hidden_size
     hs, cs = state[:, : L * H].split(H, dim=1), state[:, L * H :].split(H, dim=1)
     new_h, new_c = [], []
-    for layer in range(L):
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
-        b_ih, b_hh = (getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")) if rnn.bias else (None, None)
+    for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(_layer_weights(rnn)):
         h, c = th.lstm_cell(x, (hs[layer], cs[layer]), w_ih, w_hh, b_ih, b_hh)
         new_h.append(h)
         new_c.append(c)
@@ -81,12 +89,33 @@ def step_torso(torso: RecurrentTorso, x: Tensor, state: Tensor, starts: Tensor) 
     if folds_resets(torso):
         out, state = torso.run_with_resets(x.unsqueeze(0), state, starts.unsqueeze(0))
         return out[0], state
-    state = reset_where(state, starts)
+    state = state.masked_fill(starts.unsqueeze(1), 0.0)  # reset_where: selection, so NaN does not survive
     step = SINGLE_STEPS.get(type(torso))
     if step is not None and not th.is_grad_enabled():
         return step(torso, x, state)
     out, state = torso.run(x.unsqueeze(0), state)
     return out[0], state
+
+
+_ACTIVATIONS: dict[type, Callable[[Tensor], Tensor]] = {nn.Tanh: th.tanh, nn.ReLU: th.relu, nn.Identity: lambda x: x}
+
+
+def run_mlp(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)``; a ``Linear`` or an ``nn.Sequential`` of ``Linear`` layers and Tanh/ReLU (what
+    SB3's ``MlpExtractor`` and heads are) runs as plain functional calls, without the per-module call overhead
+    that is a tenth of a rollout step at these sizes."""
+    if type(module) is nn.Linear:
+        return F.linear(x, module.weight, module.bias)
+    if type(module) is not nn.Sequential:
+        return module(x)
+    for layer in module:
+        if type(layer) is nn.Linear:
+            x = F.linear(x, layer.weight, layer.bias)
+        elif type(layer) in _ACTIVATIONS:
+            x = _ACTIVATIONS[type(layer)](x)
+        else:
+            x = layer(x)
+    return x
 
 
 # ------------------------------------------------------------------------------------------ states
@@ -180,6 +209,14 @@ class TorsoRunner(PolicyRunner):
         features = self.policy.extract_features(obs)
         return (features, features) if self.policy.share_features_extractor else features
 
+    def _actor_mlp(self, x: Tensor) -> Tensor:
+        mlp = self.policy.mlp_extractor
+        return run_mlp(mlp.policy_net, x) if type(mlp) is MlpExtractor else mlp.forward_actor(x)
+
+    def _critic_mlp(self, x: Tensor) -> Tensor:
+        mlp = self.policy.mlp_extractor
+        return run_mlp(mlp.value_net, x) if type(mlp) is MlpExtractor else mlp.forward_critic(x)
+
     def _critic_latent(self, vf_features: Tensor, out_pi: Tensor, out_vf: Tensor | None) -> Tensor:
         """The critic torso's output, or what the policy uses without one (as ``forward`` does)."""
         if out_vf is not None:
@@ -194,13 +231,12 @@ class TorsoRunner(PolicyRunner):
         f_pi, f_vf = self._features(obs)
         out_pi, s_pi = step_torso(self.torso_pi, f_pi, states[0], starts)
         out_vf, s_vf = (None, s_pi) if self.torso_vf is None else step_torso(self.torso_vf, f_vf, states[1], starts)
-        latent_pi = policy.mlp_extractor.forward_actor(out_pi)
-        latent_vf = policy.mlp_extractor.forward_critic(self._critic_latent(f_vf, out_pi, out_vf))
-        values = policy.value_net(latent_vf).flatten()
+        latent_pi = self._actor_mlp(out_pi)
+        values = run_mlp(policy.value_net, self._critic_mlp(self._critic_latent(f_vf, out_pi, out_vf))).flatten()
         if self.discrete:
             # torch.distributions.Categorical's sample and log_prob (the same numbers and random
             # draws) without building the object and checking its arguments every step
-            logits = policy.action_net(latent_pi)
+            logits = run_mlp(policy.action_net, latent_pi)
             log_p = logits - logits.logsumexp(dim=-1, keepdim=True)
             actions = th.multinomial(F.softmax(log_p, dim=-1), 1, True)
             log_prob = log_p.gather(1, actions).squeeze(1)
