@@ -263,13 +263,32 @@ def _report(config: ExperimentConfig) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.config)
+    folder = None
     if path.is_dir():
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"{path} has no config.yaml: give an experiment directory (<output_dir>/<name>/) or a config file")
-        path = path / "config.yaml"
+        folder, path = path, path / "config.yaml"
     # data only: a report reads CSV and YAML files, and builds or imports nothing named in them
-    _report(load_config(path, args.overrides, build_envs=False))
+    config = load_config(path, args.overrides, build_envs=False)
+    overridden = {text.partition("=")[0].strip() for text in args.overrides}
+    if folder is not None and not overridden & {"output_dir", "name"}:
+        # the runs are in the folder given, wherever it was copied to: its config.yaml's output_dir
+        # (relative to where it was trained, or pointing anywhere) is neither read nor written
+        experiment = _experiment_folder(config, folder if folder.name not in ("", ".", "..") else folder.resolve())
+        config = config.model_copy(update={"output_dir": str(experiment.parent), "name": experiment.name})
+    _report(config)
     return 0
+
+
+def _experiment_folder(config: ExperimentConfig, folder: Path) -> Path:
+    """The experiment folder of ``folder``: ``folder`` itself, or for a run folder (whose config.yaml
+    holds one run, ``[<env>/]<policy>/seed_<k>``) the folder that many levels up."""
+    runs = config.runs()
+    if len(runs) == 1 and (folder / "run_info.json").is_file():
+        parts = runs[0].run_dir.relative_to(config.experiment_dir).parts
+        if folder.parts[-len(parts):] == parts:
+            return folder.parents[len(parts) - 1]
+    return folder
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -156,6 +156,27 @@ def test_report_on_a_results_folder_builds_no_env(tmp_path, capsys):
         del gym.registry["Touching21-v0"]
 
 
+def test_report_of_a_folder_writes_only_into_that_folder(tmp_path, capsys, monkeypatch):
+    """A results folder's config.yaml names an output_dir (where it was trained, or anywhere): a
+    report of the folder reads and writes the folder it is given, wherever it was copied to."""
+    experiment = results_folder(tmp_path / "theirs", {"id": "dream_rl/TMaze-v0", "n_envs": 1})
+    elsewhere = tmp_path / "elsewhere"
+    for config in experiment.rglob("config.yaml"):
+        raw = yaml.safe_load(config.read_text())
+        raw["output_dir"] = str(elsewhere)
+        config.write_text(yaml.safe_dump(raw))
+    copy = tmp_path / "mine" / "shared-copy"
+    import shutil
+
+    shutil.copytree(experiment, copy)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(copy.relative_to(tmp_path))]) == 0
+    assert (copy / "comparison.md").exists() and not elsewhere.exists()
+    (copy / "comparison.md").unlink()
+    assert main(["report", str(copy / "lstm" / "seed_0")]) == 0  # a run folder: its experiment's report
+    assert (copy / "comparison.md").exists() and not elsewhere.exists()
+
+
 def test_report_and_evaluate_of_a_planted_rl2_payload_run_nothing(tmp_path, capsys):
     marker = tmp_path / "PWNED"
     experiment = results_folder(tmp_path, {"id": "dream_rl/RL2-v0", "n_envs": 1, "kwargs": {

@@ -736,8 +736,10 @@ def evaluate_run(
             if checkpoint is None:
                 raise ConfigError(f"{run_dir} has neither final_model.zip nor a checkpoint")
             model_path = checkpoint[0]
-    elif not model_path.is_file():
+    elif not model_path.exists():
         raise ConfigError(f"model file not found: {model_path}")
+    elif not model_path.is_file():
+        raise ConfigError(f"--model {model_path}: not a file; give a .zip saved by dream-rl for this run")
     episodes = episodes or run.train.eval_episodes
     th.set_num_threads(run.train.torch_threads)
     try:
