@@ -199,6 +199,10 @@ def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
     from dream_rl.experiments.runner import run_experiment
 
     check_writable_dir(config.experiment_dir)  # before the first line of output
+    if args.ray is not None:
+        from dream_rl.experiments.parallel import check_ray_address
+
+        check_ray_address(args.ray)
     runs = len(config.runs())
     envs = config.env_list
     on = envs[0].id if len(envs) == 1 else f"{len(envs)} envs"

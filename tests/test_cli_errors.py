@@ -261,3 +261,23 @@ def test_tune_storage_that_cannot_be_used_is_one_line(tmp_path, capsys, monkeypa
     err = one_line_exit_2(["tune", str(path), "--trials", "1", "--storage", storage], capsys)
     assert message in err
     assert not (tmp_path / "notaurl").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Other paths and values
+
+
+@pytest.mark.parametrize("path, message", [("/dev/null", "is not a regular file"), ("big.yaml", "a config is a few KB")])
+def test_a_config_that_is_not_a_small_regular_file_is_one_line(tmp_path, capsys, monkeypatch, path, message):
+    monkeypatch.chdir(tmp_path)
+    with open("big.yaml", "wb") as file:
+        file.truncate(5_000_000)
+    assert message in one_line_exit_2(["train", path], capsys)
+
+
+@pytest.mark.parametrize("address", ["evilmod_21://x", "x", "ray://"])
+def test_a_ray_address_that_ray_would_read_as_a_module_is_refused(tmp_path, capsys, address):
+    path = write_config(tmp_path, tiny(tmp_path))
+    err = one_line_exit_2(["train", str(path), "--ray", address], capsys)
+    assert "expected local, auto, ray://HOST:PORT or HOST:PORT" in err
+    assert not (tmp_path / "runs").exists()

@@ -251,9 +251,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             f"{path} is a directory, not a config file: give a YAML file (an experiment directory keeps its "
             f"resolved config in {path / 'config.yaml'})"
         )
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a regular file: give a YAML config file")
     try:
+        if path.stat().st_size > 4 * MAX_YAML_CHARS:  # refused before it is read into memory
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes: a config is a few KB (at most {MAX_YAML_CHARS:,} characters)")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start}): a config is YAML text") from None

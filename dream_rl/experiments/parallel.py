@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_module
+import re
 import signal
 import time
 import traceback
@@ -33,7 +34,7 @@ from typing import Any
 from dream_rl.experiments.config import ConfigError, ExperimentConfig, Run
 from dream_rl.experiments.runner import RunResult, TrainingInterrupted, train_run
 
-__all__ = ["ExperimentInterrupted", "Outcome", "RunsFailed", "default_workers", "execute", "run_parallel"]
+__all__ = ["ExperimentInterrupted", "Outcome", "RunsFailed", "check_ray_address", "default_workers", "execute", "run_parallel"]
 
 
 def default_workers(config: ExperimentConfig) -> int:
@@ -209,6 +210,17 @@ def _in_processes(runs: list[Run], workers: int, fresh: bool, log: Callable[[str
 # Ray
 
 
+_RAY_ADDRESS = re.compile(r"^(local|auto|ray://[^\s/]+|([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):\d+)$")
+
+
+def check_ray_address(address: str) -> str:
+    """``local``, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT``; anything else is a ConfigError. (Ray
+    itself reads ``<module>://...`` as a client module to import: such an address is refused.)"""
+    if not _RAY_ADDRESS.match(address):
+        raise ConfigError(f"--ray {address!r}: expected local, auto, ray://HOST:PORT or HOST:PORT")
+    return address
+
+
 def _ray_task(run: Run, fresh: bool) -> Outcome:
     return execute(run, fresh, log=print)  # Ray forwards a task's prints to the driver
 
@@ -216,6 +228,7 @@ def _ray_task(run: Run, fresh: bool) -> Outcome:
 def _on_ray(
     runs: list[Run], address: str, cpus_per_run: int, fresh: bool, log: Callable[[str], None]
 ) -> tuple[list[Outcome], bool]:
+    check_ray_address(address)
     try:
         import ray
     except ImportError:
