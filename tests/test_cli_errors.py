@@ -281,3 +281,16 @@ def test_a_ray_address_that_ray_would_read_as_a_module_is_refused(tmp_path, caps
     err = one_line_exit_2(["train", str(path), "--ray", address], capsys)
     assert "expected local, auto, ray://HOST:PORT or HOST:PORT" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"steps_per_second": "abc", "timesteps": "x", "status": 5}', "not json"])
+def test_report_and_train_read_a_foreign_run_info_as_absent(trained, capsys, tmp_path, content):
+    info = trained / "run_info.json"
+    kept = info.read_bytes()
+    try:
+        info.write_text(content)
+        assert read_run_info(trained) == {}
+        assert main(["report", str(trained.parents[1])]) == 0
+        assert "Traceback" not in capsys.readouterr().err
+    finally:
+        info.write_bytes(kept)

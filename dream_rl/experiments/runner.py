@@ -426,13 +426,25 @@ class RolloutTracker(BaseCallback):
 # Run bookkeeping
 
 
+# The keys of run_info.json that dream-rl reads back, and their types (numbers may be ints or floats).
+_RUN_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "timesteps": (int,), "total_timesteps": (int,), "train_timesteps": (int,),
+    "train_seconds": (int, float), "eval_seconds": (int, float), "steps_per_second": (int, float),
+}
+
+
 def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """``run_info.json`` of a run ({} when there is none yet, or it is unreadable)."""
+    """``run_info.json`` of a run ({} when there is none yet, or it is unreadable). A known key
+    whose value has the wrong type (a hand-edited or foreign file) is left out, as if absent."""
     path = run_dir / "run_info.json"
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        info = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
         return {}
+    if not isinstance(info, dict):
+        return {}
+    return {key: value for key, value in info.items()
+            if key not in _RUN_INFO_TYPES or (isinstance(value, _RUN_INFO_TYPES[key]) and not isinstance(value, bool))}
 
 
 def _write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
