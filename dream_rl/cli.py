@@ -163,7 +163,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         ),
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or an experiment directory")
-    evaluate.add_argument("--episodes", type=_positive_int, default=None, help="episodes per run (default: the config's train.eval_episodes)")
+    evaluate.add_argument(
+        "--episodes", type=_positive_int, default=None, help="episodes per run (default: the config's train.eval_episodes)"
+    )
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the greedy ones")
     evaluate.add_argument("--model", metavar="ZIP", default=None, help="evaluate this model file instead (one run only)")
     evaluate.add_argument("--seed", type=_seed, default=12345, help="seed of the evaluation environments (default: 12345)")

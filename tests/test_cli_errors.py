@@ -15,7 +15,6 @@ import torch
 from dream_rl.cli import main
 from dream_rl.experiments.config import ConfigError, apply_overrides, load_config, read_yaml, validate_config
 from dream_rl.experiments.runner import TrainingInterrupted, read_run_info, train_run
-
 from tests.test_experiments import InterruptAt, base_config, write_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,6 @@ from dream_rl.experiments.config import (
     read_yaml,
     validate_config,
 )
-
 from tests.test_experiments import base_config
 
 FAST = settings(max_examples=150, deadline=timedelta(seconds=1),

@@ -24,7 +24,6 @@ from dream_rl.errors import ConfigError, EnvError
 from dream_rl.experiments.config import apply_overrides, load_config, parse_override, read_yaml, validate_config
 from dream_rl.experiments.runner import build_model, evaluate_run, make_vec_env
 from dream_rl.experiments.safe_load import REPLACED_ENTRIES, pickled_entries
-
 from tests.test_experiments import base_config, write_config
 
 

@@ -212,7 +212,9 @@ def _trained_settings(curves: list[RunCurve]) -> str:
     )
 
 
-def format_markdown(config: ExperimentConfig, env: EnvConfig, curves: list[RunCurve], summaries: list[PolicySummary], normalized: bool) -> str:
+def format_markdown(
+    config: ExperimentConfig, env: EnvConfig, curves: list[RunCurve], summaries: list[PolicySummary], normalized: bool
+) -> str:
     """The comparison table of one env with a heading and a line on the setup; best means in bold."""
     score = "normalized score" if normalized else "return"
     digits = 3 if normalized else 2

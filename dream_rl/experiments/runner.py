@@ -71,16 +71,15 @@ from dream_rl.experiments.config import (
     resolve_policy,
     validate_config,
 )
+from dream_rl.experiments.machine import cpu_name
 from dream_rl.experiments.records import (
     EVAL_COLUMNS,
-    check_writable_dir,
     read_eval_record,
     truncate_eval_record,
     writable_dir,
 )
 from dream_rl.experiments.runlock import LOCK_NAME, RunLock
 from dream_rl.experiments.safe_load import load_recurrent_ppo
-from dream_rl.experiments.machine import cpu_name
 
 __all__ = [
     "EVAL_COLUMNS",
@@ -198,7 +197,7 @@ def check_device(device: str) -> str:
             raise ConfigError(f"algo.device: {device!r}, but this machine has {th.cuda.device_count()} CUDA device(s) "
                               f"(cuda:0..cuda:{th.cuda.device_count() - 1})", "algo.device")
     if kind == "mps" and not th.backends.mps.is_available():
-        raise ConfigError(f"algo.device: 'mps', but torch has no MPS device here: use algo.device=cpu (or auto)", "algo.device")
+        raise ConfigError("algo.device: 'mps', but torch has no MPS device here: use algo.device=cpu (or auto)", "algo.device")
     return device
 
 

@@ -386,8 +386,9 @@ def _read_eval(path: Path) -> tuple[list[float], list[float]]:
 
 def run_value(steps: list[float], scores: list[float], objective: str) -> float:
     """One run's objective from its evaluations so far."""
-    from dream_rl.experiments.report import area_under_curve
     import numpy as np
+
+    from dream_rl.experiments.report import area_under_curve
 
     if not scores:
         return math.nan

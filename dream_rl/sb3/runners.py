@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from dream_rl.sb3.buffers import SequenceBatch
 from dream_rl.sb3.pieces import EpisodeLayout, folds_resets, run_torso
 from dream_rl.sb3.policies import PackedStateTorso, RecurrentTorsoPolicy, check_observation
-from dream_rl.torsos import GruTorso, LstmTorso, RecurrentTorso, reset_where
+from dream_rl.torsos import GruTorso, LstmTorso, RecurrentTorso
 
 __all__ = ["PolicyRunner", "TorsoRunner", "make_runner", "step_torso"]
 
