@@ -749,7 +749,8 @@ def add_tune_command(commands: Any, add_config_arguments: Callable[[Any], None])
         default=None,
         metavar="URL",
         help="Optuna storage shared by workers and machines: an RDB URL (sqlite:///study.db, postgresql://...), "
-        "or a journal file (PATH.log or journal:PATH). Default: <output_dir>/<name>/study.db (SQLite)",
+        "a journal file (PATH.log, PATH.journal or journal:PATH) or an SQLite file (PATH.db, .sqlite, .sqlite3); "
+        "anything else is refused. Default: <output_dir>/<name>/study.db (SQLite)",
     )
     tune.add_argument("--workers", type=int, default=1, metavar="N",
                       help="processes running trials at once on this machine (default: 1)")
