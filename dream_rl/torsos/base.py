@@ -20,17 +20,25 @@ import inspect
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from dream_rl.errors import TorsoError
 
-__all__ = ["RecurrentTorso", "StackedTorso", "reset_where", "check_size", "dtype_method"]
+__all__ = [
+    "RecurrentTorso", "StackedTorso", "reset_where", "check_size", "dtype_method", "LEARNING_RATE_SCALE_SPACE",
+]
 
 # The sizes every torso constructor takes, checked once for all of them (RecurrentTorso.__init_subclass__).
 SIZE_ARGUMENTS = ("input_size", "hidden_size", "num_layers")
+
+# The dimension every torso's tuning adds to its own search space (RecurrentTorso.search_space): the
+# multiple of the env's PPO learning rate used by that torso's runs (PolicyConfig.learning_rate_scale).
+# Log-uniform over a decade around 1: the board's learning rates were tuned once, with the LSTM, and a
+# memory with another gradient scale needs its own rate more than anything else (docs/tuning.md).
+LEARNING_RATE_SCALE_SPACE: dict[str, Any] = {"type": "float", "low": 0.3, "high": 3.0, "log": True}
 
 # The nn.Module method that converts a module's parameters to each floating dtype.
 _DTYPE_METHODS = {torch.float32: "float", torch.float64: "double", torch.float16: "half", torch.bfloat16: "bfloat16"}
@@ -96,6 +104,15 @@ class RecurrentTorso(nn.Module, ABC):
     input_size: int
     output_size: int
     state_size: int
+
+    #: The torso's own options worth tuning, at most a few: constructor keyword (a ``torso_kwargs`` key)
+    #: → distribution in the format of ``dream-rl tune`` (``{type: float|int, low, high, log?}`` or
+    #: ``{type: categorical, choices: [...]}``). Every value in range (each end, each choice) must build
+    #: the torso at the board's width, 64. The equal-budget protocol (``scripts/make_tuning_configs.py``)
+    #: adds :data:`LEARNING_RATE_SCALE_SPACE` for every torso and gives each the same number of trials,
+    #: whatever the size of its space; a torso without options worth tuning keeps this empty default.
+    #: Read it, never change it in place: the default is shared by the subclasses that keep it.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -48,6 +48,7 @@ State size per layer: ``2C + N·W + N + N² + N + R·N + N + R·W``; 816 at widt
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -232,6 +233,12 @@ class DncTorso(StackedTorso):
         controller_size: the LSTM controller's units (default ``hidden_size``).
         dropout: dropout between layers, like ``nn.LSTM``'s.
     """
+
+    # The number of memory slots N (the state grows as N²) and of read heads.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "num_words": {"type": "categorical", "choices": [8, 16, 32]},
+        "read_heads": {"type": "categorical", "choices": [1, 2, 4]},
+    }
 
     def __init__(
         self,

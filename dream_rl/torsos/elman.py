@@ -8,7 +8,7 @@ State size: ``L·H`` (h of every layer); 64 at width 64.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -20,6 +20,11 @@ __all__ = ["ElmanTorso"]
 
 class ElmanTorso(RecurrentTorso):
     """``nn.RNN`` behind the torso interface. Flat state: ``h (L·H)``, layer-major."""
+
+    # The recurrence's nonlinearity: tanh (Elman's) or relu (nn.RNN's other choice).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "nonlinearity": {"type": "categorical", "choices": ["tanh", "relu"]},
+    }
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **rnn_kwargs: Any) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ State size: ``2·L·m·c`` reals (real and imaginary parts of S, interleaved); 1
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +77,13 @@ class FfmLayer(ScanLayer):
 class FfmTorso(ScanTorso):
     """``num_layers`` FFM layers of width ``hidden_size``; options ``memory_size``, ``context_size``,
     ``min_period``, ``max_period`` (see the module docstring). Flat state: S of every layer."""
+
+    # The trace's size (m horizons by c frequencies) and its longest period.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "memory_size": {"type": "categorical", "choices": [8, 16, 32]},
+        "context_size": {"type": "categorical", "choices": [2, 4, 8]},
+        "max_period": {"type": "float", "low": 16.0, "high": 4096.0, "log": True},
+    }
 
     layer_options = ("memory_size", "context_size", "min_period", "max_period")
 

@@ -35,7 +35,7 @@ State size: ``(k - 1)·input_size``; 9 for the T-maze (3 features) with ``k = 4`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -49,6 +49,11 @@ __all__ = ["FramestackTorso"]
 class FramestackTorso(RecurrentTorso):
     """The last ``k`` inputs, compressed, concatenated and read by ``num_layers`` two-layer blocks of width
     ``hidden_size``. Flat state: the last ``k - 1`` inputs (B, (k-1)·input_size). Options: ``k``, ``dropout``."""
+
+    # The window k, the torso's whole memory: 2 to 32 steps (the quick T-maze's corridor is 10).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "k": {"type": "int", "low": 2, "high": 32, "log": True},
+    }
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ State size: ``L·H·D`` (the fast weights of every head); 2048 at width 64 (4 he
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -188,6 +188,12 @@ class FwpTorso(ScanTorso):
     ``min(16, hidden_size)``, must divide it), ``feature_map`` (``"dpfp"``, the paper's, or ``"relu"``,
     POPGym's), ``nu`` (DPFP's ν: feature width ``2·head_dim·ν``), ``chunk`` (steps per chunk). Flat state:
     the fast weights of every head and layer."""
+
+    # Heads of the fast weights and the key/query feature map (DPFP or the ReLU of POPGym's FWP).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "head_dim": {"type": "categorical", "choices": [8, 16, 32]},
+        "feature_map": {"type": "categorical", "choices": ["dpfp", "relu"]},
+    }
 
     layer_options = ("head_dim", "feature_map", "nu", "chunk")
 

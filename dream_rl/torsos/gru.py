@@ -11,7 +11,7 @@ State size: ``L·H``; 64 at width 64.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -33,6 +33,10 @@ class GruTorso(RecurrentTorso):
             pure-PyTorch kernel; ``nn.GRU`` on CUDA), ``"native"``, ``"torch"`` or ``"reference"`` (``nn.GRU``).
         **gru_kwargs: passed to ``nn.GRU`` (``bias``, ``dropout``, ``device``, ``dtype``).
     """
+
+    # As for the LSTM: no option of nn.GRU changes what one layer computes; the learning-rate multiple is its
+    # whole search space.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, backend: str | None = None, **gru_kwargs: Any

@@ -30,6 +30,8 @@ State size: ``L·H`` (h of every layer); 64 at width 64.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -81,6 +83,13 @@ class IndRnnTorso(StackedTorso):
         max_len: the sequence length the recurrent-weight bound ``2^(1/max_len)`` is set for.
         dropout: dropout between layers, like ``nn.LSTM``'s.
     """
+
+    # The activation (the paper's relu, POPGym's configured tanh) and the sequence length the recurrent
+    # weight's bound is set for (2^(1/max_len): shorter lets a unit forget faster).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+        "max_len": {"type": "categorical", "choices": [32, 256, 1024, 8192]},
+    }
 
     def __init__(
         self,

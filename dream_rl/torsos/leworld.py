@@ -51,6 +51,8 @@ steps.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -167,6 +169,13 @@ class LeWorldLayer(nn.Module):
 class LeWorldTorso(StackedTorso):
     """``num_layers`` :class:`LeWorldLayer` s of width ``hidden_size``; the flat state concatenates their
     ``[memory, info query]``. Keyword arguments are :class:`LeWorldLayer`'s, plus ``dropout`` between layers."""
+
+    # The memory's number of words (64-256 fit), the address range of a write and the controllers.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "num_words": {"type": "categorical", "choices": [16, 64, 256]},
+        "max_range": {"type": "categorical", "choices": [4, 8, 16]},
+        "num_controllers": {"type": "categorical", "choices": [1, 3, 5]},
+    }
 
     def __init__(
         self,

@@ -43,7 +43,7 @@ State size: ``L·(H·(d + 1) + 2·H·(conv_kernel - 1))``; 1472 at width 64 (4 h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -206,6 +206,14 @@ class LinearAttentionTorso(ScanTorso):
     """``num_layers`` linear-attention blocks of width ``hidden_size``; options ``head_dim``, ``chunk``,
     ``feed_forward``, ``residual``, ``conv_kernel`` (see the module docstring). Flat state: ``[S | z]`` of
     every head and the convolution's history, per layer."""
+
+    # Heads, the short convolution that lets it tell recent steps apart (see the module docstring), and
+    # POPGym's feed-forward block.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "head_dim": {"type": "categorical", "choices": [8, 16, 32]},
+        "conv_kernel": {"type": "categorical", "choices": [2, 4, 8]},
+        "feed_forward": {"type": "categorical", "choices": [False, True]},
+    }
 
     layer_options = ("head_dim", "chunk", "feed_forward", "residual", "conv_kernel")
 

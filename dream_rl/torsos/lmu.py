@@ -34,6 +34,7 @@ State size: ``L·(H + d)`` (h, then m, of every layer); 128 at width 64.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -131,6 +132,12 @@ class LmuTorso(StackedTorso):
         learn_a, learn_b: make the discretised ``Ā`` / ``B̄`` parameters (default fixed).
         dropout: dropout between layers, like ``nn.LSTM``'s.
     """
+
+    # The delay window theta (in steps) and the order of its Legendre memory.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "theta": {"type": "float", "low": 4.0, "high": 256.0, "log": True},
+        "memory_size": {"type": "categorical", "choices": [16, 32, 64]},
+    }
 
     def __init__(
         self,

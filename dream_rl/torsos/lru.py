@@ -34,6 +34,7 @@ State size: ``2·L·N`` reals (the real and imaginary parts of h, interleaved); 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -94,6 +95,14 @@ class LruLayer(ScanLayer):
 class LruTorso(ScanTorso):
     """``num_layers`` LRU blocks of width ``hidden_size``; options: ``state_dim``, ``r_min``, ``r_max``,
     ``max_phase`` (see the module docstring). Flat state: h of every layer, real/imaginary interleaved."""
+
+    # The eigenvalue ring and phases set the memory's time scales (the paper's own tuned settings; r_min was
+    # measured to matter on CartPoleNoVel, see the module docstring).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "r_min": {"type": "float", "low": 0.0, "high": 0.9},
+        "r_max": {"type": "categorical", "choices": [0.99, 0.999, 0.9999]},
+        "max_phase": {"type": "float", "low": 0.03, "high": 3.14, "log": True},
+    }
 
     layer_options = ("state_dim", "r_min", "r_max", "max_phase")
 

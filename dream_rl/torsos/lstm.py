@@ -5,7 +5,7 @@ State size: ``2·L·H`` (h and c of every layer); 128 at width 64.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,10 @@ __all__ = ["LstmTorso"]
 
 class LstmTorso(RecurrentTorso):
     """``nn.LSTM`` behind the torso interface. Flat state: ``[h (L·H), c (L·H)]``, layer-major."""
+
+    # No option of nn.LSTM changes what one layer computes (bias, dropout between layers): the learning-rate
+    # multiple is its whole search space.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **lstm_kwargs: Any) -> None:
         super().__init__()

@@ -43,6 +43,7 @@ State size: ``L·(expand·H·d_state + (conv_kernel - 1)·(expand·H + 2·d_stat
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -181,6 +182,14 @@ class MambaTorso(ScanTorso):
     """``num_layers`` Mamba-2-style layers of width ``hidden_size``; options ``d_state``, ``head_dim``,
     ``expand``, ``chunk``, ``dt_min``, ``dt_max``, ``a_init_range``, ``conv_kernel`` (see the module docstring).
     Flat state: S and the convolution's history of every layer."""
+
+    # The state size, and the step size range around the RL default (0.1-1): how much a step writes
+    # (TORSO_RL_DEFAULTS). The two ranges meet at 0.3, so every sample has dt_min <= dt_max.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "d_state": {"type": "categorical", "choices": [8, 16, 32]},
+        "dt_min": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "dt_max": {"type": "float", "low": 0.3, "high": 3.0, "log": True},
+    }
 
     layer_options = ("d_state", "head_dim", "expand", "chunk", "dt_min", "dt_max", "a_init_range", "conv_kernel")
 

@@ -25,7 +25,7 @@ State size: ``L·(H + 2·H·(conv_kernel - 1))``: the hidden vector, then the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,11 @@ class MinGruLayer(ScanLayer):
 class MinGruTorso(ScanTorso):
     """``num_layers`` MinGRU layers of width ``hidden_size``; option ``conv_kernel``. Flat state: ``h`` and the
     convolution's history of every layer."""
+
+    # The short convolution before the scan (0: none): it carries the last few inputs exactly.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "conv_kernel": {"type": "categorical", "choices": [0, 2, 4, 8]},
+    }
 
     layer_options = ("conv_kernel",)
 

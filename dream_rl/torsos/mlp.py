@@ -27,7 +27,7 @@ contract (``tests/test_torso_contract.py``) writes into a state's first entry, s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -41,6 +41,9 @@ __all__ = ["MlpTorso"]
 class MlpTorso(RecurrentTorso):
     """``num_layers`` two-layer blocks of width ``hidden_size``; a one-float state that stays zero.
     Option: ``dropout`` between blocks."""
+
+    # No option changes what the block computes: the learning-rate multiple is its whole search space.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0, **unknown: Any

@@ -60,7 +60,7 @@ State size: ``L·(H·(d + 1) + H/d + 2·H·(conv_kernel - 1))``; 1476 at width 6
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -270,6 +270,12 @@ class MlstmLayer(ScanLayer):
 class MlstmTorso(ScanTorso):
     """``num_layers`` mLSTM layers of width ``hidden_size``; options ``head_dim``, ``chunk``, ``conv_kernel``
     (see the module docstring). Flat state: ``[C | n]``, ``m`` and the convolution's history of every layer."""
+
+    # Heads of the matrix memory (width 64 over head_dim) and the short convolution's window.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "head_dim": {"type": "categorical", "choices": [8, 16, 32]},
+        "conv_kernel": {"type": "categorical", "choices": [2, 4, 8]},
+    }
 
     layer_options = ("head_dim", "chunk", "conv_kernel")
 

@@ -35,7 +35,7 @@ State size: 1 (the step count).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +61,11 @@ def sinusoidal_encoding(positions: Tensor, size: int, max_len: float) -> Tensor:
 class PositionalMlpTorso(RecurrentTorso):
     """Feature map, step encoding, then ``num_layers`` two-layer blocks of width ``hidden_size``.
     Flat state: the step count (B, 1). Options: ``max_len``, ``dropout``."""
+
+    # The encoding's longest period (about 2π·max_len steps): the episode lengths it tells apart.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "max_len": {"type": "float", "low": 16.0, "high": 4096.0, "log": True},
+    }
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ State size: ``L·2·units = L·H`` reals (``c¹_j, c²_j`` of each unit, interle
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +88,13 @@ class RtuLayer(ScanLayer):
 class RtuTorso(ScanTorso):
     """``num_layers`` linear RTU layers of width ``hidden_size`` (even); options ``r_min``, ``r_max``,
     ``max_phase``, ``activation`` (see the module docstring). Flat state: ``(c¹, c²)`` of every unit and layer."""
+
+    # The eigenvalue ring's inner radius and the phases (time scales), and the trace's read-out activation.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "r_min": {"type": "float", "low": 0.0, "high": 0.9},
+        "max_phase": {"type": "float", "low": 0.1, "high": 6.28, "log": True},
+        "activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+    }
 
     layer_options = ("r_min", "r_max", "max_phase", "activation")
 

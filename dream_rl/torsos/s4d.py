@@ -42,6 +42,7 @@ interleaved); 512 at width 64.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -109,6 +110,13 @@ class S4dLayer(ScanLayer):
 class S4dTorso(ScanTorso):
     """``num_layers`` S4D blocks of width ``hidden_size``; options ``state_dim``, ``dt_min``, ``dt_max`` (see the
     module docstring). Flat state: the modes of every channel and layer, real/imaginary interleaved."""
+
+    # Modes per channel (state_dim even) and the step size range (S4's 0.001-0.1, up to one unit a step).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "state_dim": {"type": "categorical", "choices": [4, 8, 16]},
+        "dt_min": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+        "dt_max": {"type": "float", "low": 0.1, "high": 1.0, "log": True},
+    }
 
     layer_options = ("state_dim", "dt_min", "dt_max")
 

@@ -27,6 +27,7 @@ State size: ``2·L·P`` reals (real and imaginary parts of h, interleaved); 128 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -112,6 +113,14 @@ class S5Layer(ScanLayer):
 class S5Torso(ScanTorso):
     """``num_layers`` S5 layers of width ``hidden_size``; options ``state_dim``, ``blocks``, ``dt_min``,
     ``dt_max`` (see the module docstring). Flat state: h of every layer, real/imaginary interleaved."""
+
+    # The step size range sets how much a step writes (S5's 0.001-0.1 suits long token sequences; mamba needed
+    # about one unit per env step), and the number of modes the state's size.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "state_dim": {"type": "categorical", "choices": [32, 64, 128]},
+        "dt_min": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+        "dt_max": {"type": "float", "low": 0.1, "high": 1.0, "log": True},
+    }
 
     layer_options = ("state_dim", "blocks", "dt_min", "dt_max")
 

@@ -39,6 +39,7 @@ width 64: 1 MB). Cost per step is ``O(L·d)``; a training sequence is ``O(T·(L+
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -173,6 +174,12 @@ class SelfAttentionTorso(StackedTorso):
         feedforward: add the position-wise MLP sublayer.
         dropout: dropout between layers, like ``nn.LSTM``'s.
     """
+
+    # The window (its whole memory, in steps) and the width of queries, keys and values.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "window": {"type": "categorical", "choices": [8, 16, 32, 64]},
+        "attention_size": {"type": "categorical", "choices": [16, 32, 64]},
+    }
 
     def __init__(
         self,

@@ -71,7 +71,7 @@ then the step counter ``τ``); 452 at width 64 (1412 with ``d = 32``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -178,6 +178,12 @@ class ShmLayer(ScanLayer):
 class ShmTorso(ScanTorso):
     """``num_layers`` SHM layers of width ``hidden_size``; options ``memory_size``, ``num_thetas``,
     ``conv_kernel`` (see the module docstring). Flat state: ``[M, conv history, τ]`` of every layer."""
+
+    # The memory's size d (d = 32 costs about four times d = 16) and the number of calibration draws K.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "memory_size": {"type": "categorical", "choices": [8, 16, 32]},
+        "num_thetas": {"type": "categorical", "choices": [32, 128, 512]},
+    }
 
     layer_options = ("memory_size", "num_thetas", "conv_kernel")
 

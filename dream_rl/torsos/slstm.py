@@ -30,6 +30,7 @@ State size: ``4·L·H`` (h, c, n, m of every layer); 256 at width 64.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +110,12 @@ class SlstmTorso(StackedTorso):
         forget_gate: ``"sigmoid"`` (default) or ``"exp"``.
         dropout: dropout between layers, like ``nn.LSTM``'s.
     """
+
+    # Heads of the block-diagonal recurrence and the forget gate (xLSTM's exponential gate or a sigmoid).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "num_heads": {"type": "categorical", "choices": [1, 2, 4, 8]},
+        "forget_gate": {"type": "categorical", "choices": ["sigmoid", "exp"]},
+    }
 
     def __init__(
         self,

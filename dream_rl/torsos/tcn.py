@@ -34,7 +34,7 @@ State size: ``(k-1)·input_size`` for one layer (9 for the T-maze's 3 features w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +67,11 @@ class CausalConvLayer(nn.Module):
 class TcnTorso(RecurrentTorso):
     """``num_layers`` causal convolutions of kernel ``k``, layer ``l`` dilated by ``2^l``, width ``hidden_size``.
     Flat state: every layer's last inputs. Options: ``k``, ``dropout``."""
+
+    # The window k, the torso's whole memory: 2 to 32 steps (the quick T-maze's corridor is 10).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "k": {"type": "int", "low": 2, "high": 32, "log": True},
+    }
 
     def __init__(
         self,
