@@ -304,3 +304,48 @@ def test_sequence_ppo_rejects_a_feed_forward_policy():
 
     with pytest.raises(PolicyError, match="needs a recurrent policy"):
         SequencePPO(ActorCriticPolicy, make_vec_env(ENV, n_envs=2, seed=0))
+
+
+# ------------------------------------------------------------------------------------------ clipping
+
+
+def test_critic_parameters_are_those_only_the_value_loss_reaches():
+    from dream_rl.sb3.ppo import critic_parameters
+
+    policy = _model("MlpGruPolicy").policy
+    critic = {id(p) for p in critic_parameters(policy)}
+    names = {name for name, p in policy.named_parameters() if id(p) in critic}
+    assert names and all(n.startswith(("lstm_critic.", "mlp_extractor.value_net.", "value_net.")) for n in names)
+    assert {n for n, _ in policy.named_parameters()} - names == {
+        n for n, _ in policy.named_parameters() if n.startswith(("lstm_actor.", "mlp_extractor.policy_net.", "action_net."))
+    }
+
+
+@pytest.mark.parametrize("grad_clip", ["separate", "joint"])
+def test_gradient_clipping_groups(grad_clip):
+    """'separate' bounds the actor's and the critic's gradient norms each by max_grad_norm (a large
+    value-loss gradient no longer scales the actor's down); 'joint' is RecurrentPPO's single norm."""
+    from dream_rl.sb3.ppo import critic_parameters
+
+    model = _model("MlpGruPolicy", grad_clip=grad_clip, max_grad_norm=0.5)
+    policy = model.policy
+    for p in policy.parameters():
+        p.grad = torch.ones_like(p)
+    critic = {id(p) for p in critic_parameters(policy)}
+    for group in model._clip_groups():
+        torch.nn.utils.clip_grad_norm_(group, model.max_grad_norm)
+
+    def norm(params):
+        return torch.norm(torch.stack([p.grad.norm() for p in params])).item()
+
+    actor_params = [p for p in policy.parameters() if id(p) not in critic]
+    critic_params = [p for p in policy.parameters() if id(p) in critic]
+    if grad_clip == "separate":
+        assert norm(actor_params) == pytest.approx(0.5, rel=1e-4) and norm(critic_params) == pytest.approx(0.5, rel=1e-4)
+    else:
+        assert norm(list(policy.parameters())) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_unknown_grad_clip_is_a_one_line_error():
+    with pytest.raises(PolicyError, match="grad_clip must be one of"):
+        _model("MlpGruPolicy", grad_clip="both")
