@@ -34,9 +34,9 @@ from dream_rl.experiments.runner import find_run_dirs, make_vec_env, normalizer
 REPS = 10_000
 
 
-def evaluate(run_dir: Path, episodes: int, seed: int, frozen: bool) -> np.ndarray:
+def evaluate(run_dir: Path, episodes: int, seed: int, frozen: bool, stochastic: bool = False) -> np.ndarray:
     """Normalized score (or return) of each of ``episodes`` episodes, in episode order, with the run's own
-    evaluation mode (``train.eval_deterministic``: greedy by default)."""
+    evaluation mode (``train.eval_deterministic``: greedy by default) or sampled actions (``stochastic``)."""
     run = validate_config(read_yaml(run_dir / "config.yaml")).runs()[0]
     env = make_vec_env(run.env, 1, seed=seed)  # one env: the episodes come back in a fixed order
     try:
@@ -45,7 +45,7 @@ def evaluate(run_dir: Path, episodes: int, seed: int, frozen: bool) -> np.ndarra
         if not dream_cells(model):
             raise SystemExit(f"{run_dir}: not a DREAM policy")
         with frozen_plasticity(model) if frozen else contextlib.nullcontext():
-            returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=run.train.eval_deterministic,
+            returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=run.train.eval_deterministic and not stochastic,
                                          return_episode_rewards=True, warn=False)
     finally:
         env.close()
@@ -70,19 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs (both conditions)")
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--stochastic", action="store_true", help="sample actions (both conditions, same seeds)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     rows, pooled = [], {}
     for run_dir in [d for path in args.dirs for d in find_run_dirs(path)]:
-        plastic = evaluate(run_dir, args.episodes, args.seed, frozen=False)
-        frozen = evaluate(run_dir, args.episodes, args.seed, frozen=True)
+        plastic = evaluate(run_dir, args.episodes, args.seed, frozen=False, stochastic=args.stochastic)
+        frozen = evaluate(run_dir, args.episodes, args.seed, frozen=True, stochastic=args.stochastic)
         env = run_dir.parent.parent.name
         pooled.setdefault(env, []).append((plastic, frozen))
-        rows.append(_row(env, run_dir.name, [plastic], [frozen], rng))
+        rows.append(_row(env, run_dir.name, [plastic], [frozen], rng, args.stochastic))
         print(_line(rows[-1]), flush=True)
     for env, pairs in pooled.items():
-        rows.append(_row(env, "pooled", [p for p, _ in pairs], [f for _, f in pairs], rng))
+        rows.append(_row(env, "pooled", [p for p, _ in pairs], [f for _, f in pairs], rng, args.stochastic))
         print(_line(rows[-1]), flush=True)
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
@@ -93,17 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(env: str, run: str, plastic: list[np.ndarray], frozen: list[np.ndarray], rng: np.random.Generator) -> dict:
+def _row(env: str, run: str, plastic: list[np.ndarray], frozen: list[np.ndarray], rng: np.random.Generator,
+         stochastic: bool) -> dict:
     p, f = interval(plastic, rng), interval(frozen, rng)
     d = interval([b - a for a, b in zip(plastic, frozen)], rng)  # paired: the same env seeds, episode by episode
-    return {"env": env, "run": run, "episodes": sum(len(g) for g in plastic),
+    return {"env": env, "run": run, "actions": "sampled" if stochastic else "greedy", "episodes": sum(len(g) for g in plastic),
             "plastic": p[0], "plastic_low": p[1], "plastic_high": p[2],
             "frozen": f[0], "frozen_low": f[1], "frozen_high": f[2],
             "frozen_minus_plastic": d[0], "diff_low": d[1], "diff_high": d[2]}
 
 
 def _line(row: dict) -> str:
-    return (f"{row['env']} {row['run']}: plastic {row['plastic']:.3f} [{row['plastic_low']:.3f}, {row['plastic_high']:.3f}]"
+    return (f"{row['env']} {row['run']} ({row['actions']}): plastic {row['plastic']:.3f} [{row['plastic_low']:.3f}, {row['plastic_high']:.3f}]"
             f"  frozen {row['frozen']:.3f} [{row['frozen_low']:.3f}, {row['frozen_high']:.3f}]"
             f"  frozen - plastic {row['frozen_minus_plastic']:+.3f} [{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]"
             f"  ({row['episodes']} episodes)")
