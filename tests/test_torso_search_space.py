@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +80,13 @@ def test_a_value_or_name_its_torso_refuses_fails_to_build(name, options):
     """The check above means something: a value out of range, or an option the torso does not take, fails."""
     with pytest.raises((TorsoError, DREAMError, TypeError)):
         TORSOS[name](3, WIDTH, 1, **{**TORSO_RL_DEFAULTS.get(name, {}), **options})
+
+
+def test_the_tuning_page_lists_every_torsos_options():
+    """docs/tuning.md's table of the spaces names every torso and exactly the options its class declares."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "tuning.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", page, flags=re.M))
+    assert set(rows) == set(TORSOS), "docs/tuning.md: one row per registered torso"
+    for name, cell in rows.items():
+        listed = re.findall(r"`(\w+)` ", cell + " ")
+        assert listed == list(TORSOS[name].search_space), f"docs/tuning.md: the row of {name}"
