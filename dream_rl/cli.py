@@ -198,7 +198,7 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
     from dream_rl.experiments.parallel import default_workers
     from dream_rl.experiments.records import check_writable_dir
-    from dream_rl.experiments.runner import run_experiment
+    from dream_rl.experiments.launch import run_experiment
 
     check_writable_dir(config.experiment_dir)  # before the first line of output
     if args.ray is not None:
@@ -227,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.dry_run:
         from dream_rl.experiments.records import check_writable_dir
-        from dream_rl.experiments.runner import check_buildable, check_experiment_folder
+        from dream_rl.experiments.launch import check_experiment_folder
+        from dream_rl.experiments.runner import check_buildable
 
         check_buildable(config)
         check_writable_dir(config.experiment_dir)

@@ -111,7 +111,7 @@ def trained(tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("trained")
     config = validate_config(tiny(tmp_path, total_timesteps=128, eval_every=64, checkpoint_every=64))
     run = config.run("gru", 0)
-    from dream_rl.experiments.runner import prepare_experiment
+    from dream_rl.experiments.launch import prepare_experiment
 
     prepare_experiment(config)
     train_run(run, log=lambda line: None)

@@ -362,12 +362,12 @@ def test_interrupt_saves_a_checkpoint_and_train_resumes(tmp_path, monkeypatch):
     assert info["status"] == "completed" and info["train_timesteps"] == result.timesteps
 
     # the CLI turns the interruption into a message and exit status 130
-    import dream_rl.experiments.runner as runner
+    import dream_rl.experiments.launch as launch
 
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise TrainingInterrupted(run_dir, run_dir / "checkpoints" / "rl_model_3_steps.zip", 3)
 
-    monkeypatch.setattr(runner, "run_experiment", interrupted)
+    monkeypatch.setattr(launch, "run_experiment", interrupted)
     assert main(["train", str(write_config(tmp_path, raw)), "--workers", "1"]) == 130
 
 
@@ -433,7 +433,7 @@ def _memory_of(policy: str, policy_kwargs: dict) -> str | None:
 
 
 def test_experiment_config_keeps_earlier_seeds_and_policies(tmp_path):
-    from dream_rl.experiments.runner import _merge_with_earlier_runs
+    from dream_rl.experiments.launch import _merge_with_earlier_runs
 
     first = validate_config(apply_overrides(base_config(tmp_path), ["train.seeds=[0,1]"]))
     first.experiment_dir.mkdir(parents=True)
@@ -448,8 +448,8 @@ def test_experiment_config_keeps_earlier_seeds_and_policies(tmp_path):
 def test_lr_select_chooses_on_tuning_seeds_and_reports_the_board_seeds(tmp_path, capsys):
     """scripts/lr_select.py: each policy's multiple is the best IQM on the tuning runs, and the
     aggregate it prints is of that multiple's board runs."""
+    from dream_rl.experiments.launch import run_experiment
     from dream_rl.experiments.report import final_scores_over_envs, load_curves
-    from dream_rl.experiments.runner import run_experiment
     from dream_rl.experiments.stats import iqm
 
     raw = base_config(tmp_path)

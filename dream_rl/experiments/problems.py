@@ -23,6 +23,7 @@ __all__ = [
     "config_error",
     "describe",
     "dotted",
+    "first_difference",
     "first_problem",
     "from_validation_error",
     "located",
@@ -146,3 +147,21 @@ def located(check: Callable[[], T], path: tuple[Any, ...]) -> T:
         return check()
     except Problem as problem:
         raise Problem(path + problem.path, problem.message, problem.suggestion, problem.valid) from None
+
+
+def first_difference(old: Any, new: Any, key: str, then: str = "in the run") -> str | None:
+    """The first key path at which two config values differ, worded "<key>: <old> <then>, <new> now"
+    (mappings and equal-length lists are compared item by item), or None when they are equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for name in list(old) + [n for n in new if n not in old]:
+            found = first_difference(old.get(name), new.get(name), f"{key}.{name}", then)
+            if found:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new)):
+            found = first_difference(a, b, f"{key}.{index}", then)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{key}: {old!r} {then}, {new!r} now"

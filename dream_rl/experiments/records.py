@@ -1,5 +1,5 @@
 """The files of a results folder that dream-rl reads back as data: ``eval.csv`` (one row per
-evaluation) and the output folders it writes into.
+evaluation), ``run_info.json`` (a run's status and counters) and the output folders it writes into.
 
 Everything here reads or writes plain files: ``report`` builds its tables from these records and
 the runs' ``config.yaml`` (checked as data), and never builds an env or loads a model. A record that
@@ -10,14 +10,25 @@ the line, not a ``KeyError``.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dream_rl.errors import ConfigError
 
-__all__ = ["EVAL_COLUMNS", "EvalRow", "check_writable_dir", "read_eval_record", "truncate_eval_record", "writable_dir"]
+__all__ = [
+    "EVAL_COLUMNS",
+    "EvalRow",
+    "check_writable_dir",
+    "read_eval_record",
+    "read_run_info",
+    "truncate_eval_record",
+    "writable_dir",
+    "write_run_info",
+]
 
 EVAL_COLUMNS = ("timesteps", "mean_return", "std_return", "mean_score", "std_score", "mean_length", "episodes", "seconds")
 _REQUIRED = ("timesteps", "mean_return", "mean_score")
@@ -139,3 +150,32 @@ def writable_dir(path: Path, what: str = "output_dir", way_on: str = "choose a f
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"{what}: cannot write into {path} ({reason}); {way_on}", what) from None
     return path
+
+
+# The keys of run_info.json that dream-rl reads back, and their types (numbers may be ints or floats).
+_RUN_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "timesteps": (int,), "total_timesteps": (int,), "train_timesteps": (int,),
+    "train_seconds": (int, float), "eval_seconds": (int, float), "steps_per_second": (int, float),
+}
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """``run_info.json`` of a run ({} when there is none yet, or it is unreadable). A known key
+    whose value has the wrong type (a hand-edited or foreign file) is left out, as if absent."""
+    path = run_dir / "run_info.json"
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    return {key: value for key, value in info.items()
+            if key not in _RUN_INFO_TYPES or (isinstance(value, _RUN_INFO_TYPES[key]) and not isinstance(value, bool))}
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """Write ``run_info.json`` whole (through a temporary file: a reader never sees half of it)."""
+    path = run_dir / "run_info.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(path)

@@ -45,8 +45,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, writes PNGs through Agg
 
 from dream_rl.experiments.config import ConfigError, EnvConfig, ExperimentConfig, Run, read_yaml, validate_config
-from dream_rl.experiments.records import read_eval_record, writable_dir
-from dream_rl.experiments.runner import read_run_info
+from dream_rl.experiments.records import read_eval_record, read_run_info, writable_dir
 
 __all__ = [
     "PolicySummary",

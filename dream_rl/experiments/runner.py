@@ -1,4 +1,4 @@
-"""Train every (env, policy, seed) run of an experiment with sb3-contrib's RecurrentPPO.
+"""Train or evaluate one run (an env, a policy and a seed of an experiment) with sb3-contrib's RecurrentPPO.
 
 One run, top to bottom (:func:`train_run`):
 
@@ -7,8 +7,8 @@ One run, top to bottom (:func:`train_run`):
    the final model (a finished run whose budget was raised); a finished run is skipped;
 2. build the training envs (``VecMonitor`` + ``VecCheckNan``) and a separate evaluation env;
 3. build ``RecurrentPPO`` (or load it) and point its logger at ``<run dir>/tb``;
-4. ``model.learn`` with callbacks: periodic evaluation (``eval.csv`` + TensorBoard), periodic
-   checkpoints, the torso internals (DREAM's surprise, time constant, fast-weight norm), the
+4. ``model.learn`` with callbacks (:mod:`.callbacks`): periodic evaluation (``eval.csv`` +
+   TensorBoard), periodic checkpoints, the torso internals (DREAM's surprise, time constant, fast-weight norm), the
    progress bar;
 5. save ``final_model.zip`` and ``run_info.json`` (status, steps/s, versions, hardware).
 
@@ -16,8 +16,8 @@ Ctrl-C (``KeyboardInterrupt``) during step 4 saves a checkpoint, flushes the log
 ``interrupted`` in ``run_info.json`` and raises :class:`TrainingInterrupted`; training the same
 config again resumes from that checkpoint with ``reset_num_timesteps=False``.
 
-:func:`run_experiment` trains the runs one after the other in this process, or hands them to
-:mod:`.parallel` (worker processes, or Ray tasks).
+:func:`evaluate_run` evaluates a trained run on fresh episodes. The runs of a whole experiment are
+launched by :mod:`.launch` (one after the other here) and :mod:`.parallel` (worker processes, Ray).
 
 Outputs of one run, in ``<output_dir>/<name>/[<env label>/]<policy label>/seed_<seed>/`` (the env
 level only in the ``envs:`` form)::
@@ -34,12 +34,10 @@ level only in the ``envs:`` form)::
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import platform
-import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,20 +49,26 @@ import torch as th
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecCheckNan, VecEnv, VecMonitor
-from torch.utils.tensorboard import SummaryWriter
 
 import dream_rl
 from dream_rl import TorsoInternalsCallback
-from dream_rl.envs import normalized_score
 from dream_rl.errors import first_line
+from dream_rl.experiments.callbacks import (
+    PeriodicCheckpoint,
+    PeriodicEvaluation,
+    ResumableTensorBoard,
+    RolloutTracker,
+    latest_checkpoint,
+    normalizer,
+    save_checkpoint,
+)
 from dream_rl.experiments.config import (
     ConfigError,
     EnvConfig,
     ExperimentConfig,
     Run,
-    SuiteEnvConfig,
     config_to_yaml,
     read_yaml,
     resolve_class,
@@ -72,11 +76,14 @@ from dream_rl.experiments.config import (
     validate_config,
 )
 from dream_rl.experiments.machine import cpu_name
+from dream_rl.experiments.names import CLASS_KWARGS
+from dream_rl.experiments.problems import first_difference
 from dream_rl.experiments.records import (
     EVAL_COLUMNS,
-    read_eval_record,
+    read_run_info,
     truncate_eval_record,
     writable_dir,
+    write_run_info,
 )
 from dream_rl.experiments.runlock import LOCK_NAME, RunLock
 from dream_rl.experiments.safe_load import load_recurrent_ppo
@@ -88,19 +95,30 @@ __all__ = [
     "build_model",
     "check_buildable",
     "check_device",
-    "check_experiment_folder",
     "evaluate_run",
     "find_run_dirs",
     "latest_checkpoint",
     "make_vec_env",
     "normalizer",
     "read_run_info",
-    "run_experiment",
     "train_run",
 ]
 
 EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training envs
-_CHECKPOINT = re.compile(r"^rl_model_(\d+)_steps\.zip$")
+
+# Names that moved to .launch (running a whole experiment is not one run's business), importable from
+# here for existing code: resolved on first access, so that this module does not import the launcher.
+_MOVED_TO_LAUNCH = ("check_experiment_folder", "prepare_experiment", "run_experiment")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_LAUNCH:
+        warnings.warn(f"dream_rl.experiments.runner.{name} moved to dream_rl.experiments.launch; import it from there",
+                      DeprecationWarning, stacklevel=2)
+        from dream_rl.experiments import launch  # deprecated path only: launch imports this module
+
+        return getattr(launch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -150,15 +168,6 @@ def make_vec_env(env: EnvConfig, n_envs: int, seed: int) -> VecEnv:
     return VecCheckNan(VecMonitor(venv), raise_exception=True)
 
 
-def normalizer(env_id: str) -> Callable[[float], float] | None:
-    """``return -> normalized score in [0, 1]`` for suite envs; None for envs without one."""
-    try:
-        normalized_score(env_id, 0.0)
-    except (KeyError, ValueError):
-        return None
-    return lambda episode_return: float(normalized_score(env_id, episode_return))
-
-
 # --------------------------------------------------------------------------------------------
 # Model
 
@@ -166,7 +175,7 @@ def normalizer(env_id: str) -> Callable[[float], float] | None:
 def build_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The config's policy_kwargs with classes given by name turned into classes."""
     kwargs = dict(policy_kwargs)
-    for name in ("activation_fn", "optimizer_class", "features_extractor_class"):
+    for name in CLASS_KWARGS:
         if name in kwargs:
             kwargs[name] = resolve_class(name, kwargs[name])
     return kwargs
@@ -220,38 +229,12 @@ def check_buildable(config: ExperimentConfig) -> None:
             try:
                 build_model(run, vec_env)
             except (ValueError, TypeError, AssertionError, RuntimeError) as error:
-                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                message = first_line(error)
                 key = f"policies.{label}"
                 where = f" on {env.id}" if len(config.env_list) > 1 else ""
                 raise ConfigError(f"{key}: RecurrentPPO could not be built{where}: {message}", key) from None
             finally:
                 vec_env.close()
-
-
-def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The checkpoint with the most timesteps in ``run_dir/checkpoints``, and its timesteps."""
-    found = [
-        (int(match.group(1)), path)
-        for path in (run_dir / "checkpoints").glob("rl_model_*_steps.zip")
-        if (match := _CHECKPOINT.match(path.name))
-    ]
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
-
-
-def save_checkpoint(model: RecurrentPPO, directory: Path, keep: int) -> Path:
-    """Save ``rl_model_<steps>_steps.zip`` and delete all but the ``keep`` most recent."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"rl_model_{model.num_timesteps}_steps.zip"
-    model.save(path)
-    old = sorted(
-        (int(m.group(1)), p) for p in directory.glob("rl_model_*_steps.zip") if (m := _CHECKPOINT.match(p.name))
-    )
-    for _, stale in old[:-keep]:
-        stale.unlink()
-    return path
 
 
 # What to do about an unreadable model file, the same words from `train` and `evaluate`.
@@ -272,185 +255,12 @@ def load_model(path: Path, env: VecEnv, run: Run, what: str, way_on: str = UNREA
             build_policy_kwargs(run.policy.policy_kwargs), run.algo,
         )
     except Exception as error:  # noqa: BLE001  (a truncated or foreign file: say which, and how to go on)
-        why = f"{type(error).__name__}: {str(error).splitlines()[0]}" if str(error) else type(error).__name__
+        why = f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
         raise ConfigError(f"{what}: {path} is unreadable ({why}); {way_on}") from None
 
 
 # --------------------------------------------------------------------------------------------
-# Logging and callbacks
-
-
-class ResumableTensorBoard(TensorBoardOutputFormat):
-    """SB3's TensorBoard output, opened with ``purge_step``: a run resumed from a checkpoint at
-    step T hides what the interrupted session logged after T, so every curve stays one monotonic
-    line (and matches eval.csv, which is truncated after T the same way)."""
-
-    def __init__(self, folder: Path, purge_step: int | None) -> None:  # noqa: D107 (no super(): it would open a second writer)
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
-        self._is_closed = False
-
-
-class PeriodicEvaluation(BaseCallback):
-    """Every ``every`` env steps (and at the start and the end of training), run ``episodes``
-    evaluation episodes, append a row to ``eval.csv`` and log ``eval/*`` to TensorBoard at the
-    same step (written directly: SB3's logger would only dump them at the end of the rollout)."""
-
-    def __init__(
-        self,
-        eval_env: VecEnv,
-        env_id: str,
-        every: int,
-        episodes: int,
-        deterministic: bool,
-        record_path: Path,
-        tensorboard: ResumableTensorBoard,
-    ) -> None:
-        super().__init__()
-        self.eval_env, self.every, self.episodes, self.deterministic = eval_env, every, episodes, deterministic
-        self.record_path, self.tensorboard = record_path, tensorboard
-        self.score = normalizer(env_id)
-        self.seconds = 0.0  # time spent evaluating (excluded from steps/s)
-        self.next_eval = every
-        self.last_eval = -1
-
-    def _on_training_start(self) -> None:
-        self.next_eval = (self.num_timesteps // self.every + 1) * self.every
-        rows = read_eval_record(self.record_path)
-        if rows:  # a resumed run: its record already holds the evaluation at the resume step
-            self.last_eval = rows[-1].timesteps
-        else:  # a new run: evaluate the untrained policy too
-            self.evaluate()
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.next_eval:
-            self.evaluate()
-            self.next_eval = (self.num_timesteps // self.every + 1) * self.every
-        return True
-
-    def _on_training_end(self) -> None:
-        if self.last_eval != self.num_timesteps:
-            self.evaluate()
-
-    def evaluate(self) -> None:
-        start = time.perf_counter()
-        returns, lengths = evaluate_policy(
-            self.model,
-            self.eval_env,
-            n_eval_episodes=self.episodes,
-            deterministic=self.deterministic,
-            return_episode_rewards=True,
-            warn=False,
-        )
-        seconds = time.perf_counter() - start
-        self.seconds += seconds
-        self.last_eval = self.num_timesteps
-        row: dict[str, Any] = {
-            "timesteps": self.num_timesteps,
-            "mean_return": float(np.mean(returns)),
-            "std_return": float(np.std(returns)),
-            "mean_score": "",
-            "std_score": "",
-            "mean_length": float(np.mean(lengths)),
-            "episodes": len(returns),
-            "seconds": round(seconds, 3),
-        }
-        scalars = {"eval/mean_return": row["mean_return"], "eval/mean_ep_length": row["mean_length"]}
-        if self.score is not None:
-            scores = [self.score(r) for r in returns]
-            row["mean_score"], row["std_score"] = float(np.mean(scores)), float(np.std(scores))
-            scalars["eval/normalized_score"] = row["mean_score"]
-        for tag, value in scalars.items():
-            self.tensorboard.writer.add_scalar(tag, value, self.num_timesteps)
-        new_file = not self.record_path.exists()
-        with self.record_path.open("a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=EVAL_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-class PeriodicCheckpoint(BaseCallback):
-    """Every ``every`` env steps, save a checkpoint (keeping the ``keep`` most recent).
-
-    A checkpoint is saved when a rollout starts, i.e. after the previous rollout's update: its
-    weights have learned from every step it counts, and a run resumed from it collects exactly the
-    rollouts an uninterrupted run would (a checkpoint in the middle of a rollout would count steps
-    whose update never happened, and shift every later rollout past the budget)."""
-
-    def __init__(self, directory: Path, every: int, keep: int) -> None:
-        super().__init__()
-        self.directory, self.every, self.keep = directory, every, keep
-        self.next_save = every
-        self.seconds = 0.0
-
-    def _on_training_start(self) -> None:
-        self.next_save = (self.num_timesteps // self.every + 1) * self.every
-
-    def _on_rollout_start(self) -> None:
-        if self.num_timesteps >= self.next_save:
-            start = time.perf_counter()
-            save_checkpoint(self.model, self.directory, self.keep)
-            self.seconds += time.perf_counter() - start
-            self.next_save = (self.num_timesteps // self.every + 1) * self.every
-
-    def _on_step(self) -> bool:
-        return True
-
-
-class RolloutTracker(BaseCallback):
-    """Where the rollout being collected started: Ctrl-C in the middle of a rollout saves the model
-    at that step (the steps collected since were never learned from, and a resumed run collects
-    them again), so that an interrupted run ends at the same step as an uninterrupted one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rollout_start: int | None = None
-        self.collecting = False
-
-    def _on_rollout_start(self) -> None:
-        self.rollout_start, self.collecting = self.num_timesteps, True
-
-    def _on_rollout_end(self) -> None:
-        self.collecting = False
-
-    def _on_step(self) -> bool:
-        return True
-
-    def steps_learned(self, num_timesteps: int) -> int:
-        """The steps the model's weights have learned from (``num_timesteps`` outside a rollout)."""
-        return self.rollout_start if self.collecting and self.rollout_start is not None else num_timesteps
-
-
-# --------------------------------------------------------------------------------------------
 # Run bookkeeping
-
-
-# The keys of run_info.json that dream-rl reads back, and their types (numbers may be ints or floats).
-_RUN_INFO_TYPES: dict[str, tuple[type, ...]] = {
-    "status": (str,), "timesteps": (int,), "total_timesteps": (int,), "train_timesteps": (int,),
-    "train_seconds": (int, float), "eval_seconds": (int, float), "steps_per_second": (int, float),
-}
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """``run_info.json`` of a run ({} when there is none yet, or it is unreadable). A known key
-    whose value has the wrong type (a hand-edited or foreign file) is left out, as if absent."""
-    path = run_dir / "run_info.json"
-    try:
-        info = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(info, dict):
-        return {}
-    return {key: value for key, value in info.items()
-            if key not in _RUN_INFO_TYPES or (isinstance(value, _RUN_INFO_TYPES[key]) and not isinstance(value, bool))}
-
-
-def _write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    path = run_dir / "run_info.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def _environment_info() -> dict[str, Any]:
@@ -487,29 +297,13 @@ def _check_same_setup(run: Run) -> None:
                 entry.pop("total_timesteps", None)
                 entry.pop("eval_every", None)
     for section in ("env", "envs", "algo", "policies"):
-        difference = _first_difference(old.get(section), new.get(section), section)
+        difference = first_difference(old.get(section), new.get(section), section)
         if difference:
             raise ConfigError(
                 f"{run.run_dir} holds a run made with a different config ({difference}); "
                 "pass --fresh to start it over, or change name or output_dir",
                 difference.split(":")[0],
             )
-
-
-def _first_difference(old: Any, new: Any, key: str, then: str = "in the run") -> str | None:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for name in list(old) + [n for n in new if n not in old]:
-            found = _first_difference(old.get(name), new.get(name), f"{key}.{name}", then)
-            if found:
-                return found
-        return None
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for index, (a, b) in enumerate(zip(old, new)):
-            found = _first_difference(a, b, f"{key}.{index}", then)
-            if found:
-                return found
-        return None
-    return None if old == new else f"{key}: {old!r} {then}, {new!r} now"
 
 
 def _clear_run_dir(run_dir: Path) -> None:
@@ -595,7 +389,7 @@ def _train_locked(
     info.update(status="running", policy=run.policy.policy, label=run.policy_label, env=run.env.id, seed=run.seed,
                 total_timesteps=train.total_timesteps, timesteps=resume_steps, device=str(model.device),
                 environment=_environment_info())
-    _write_run_info(run_dir, info)
+    write_run_info(run_dir, info)
 
     # 4. Learn.
     evaluation = PeriodicEvaluation(
@@ -656,56 +450,13 @@ def _train_locked(
         info.pop("error", None)
     finally:
         model.logger.close()  # flushes TensorBoard
-        _write_run_info(run_dir, info)
+        write_run_info(run_dir, info)
         for vec_env in (env, eval_env):
             with contextlib.suppress(Exception):  # subprocess envs may already be gone after Ctrl-C
                 vec_env.close()
 
     log(f"[{name}] done: {model.num_timesteps} steps, {info['steps_per_second']:.0f} env steps/s")
     return RunResult(name, run_dir, "completed", model.num_timesteps, info["steps_per_second"])
-
-
-def prepare_experiment(config: ExperimentConfig, fresh: bool = False) -> None:
-    """Before training: every policy builds on every env, and the experiment folder holds the
-    resolved config (merged with the runs trained there earlier).
-
-    An experiment folder that holds another experiment's config (another algo or env, so that its
-    runs could not be reported with this config's) is refused, unless ``fresh``: this config
-    then replaces it, and the runs it does not name stay on disk but leave the report."""
-    check_buildable(config)
-    check_experiment_folder(config, fresh)
-    writable_dir(config.experiment_dir)
-    (config.experiment_dir / "config.yaml").write_text(config_to_yaml(_merge_with_earlier_runs(config)))
-
-
-def check_experiment_folder(config: ExperimentConfig, fresh: bool = False) -> None:
-    """Refuse (ConfigError) to train ``config`` into an experiment folder that holds another
-    experiment's runs under the same name, unless ``fresh`` (see :func:`prepare_experiment`)."""
-    conflict = _conflict_with_earlier_runs(config)
-    if conflict and not fresh:
-        raise ConfigError(
-            f"{config.experiment_dir} holds experiment {config.name!r} trained with another config ({conflict}); "
-            f"give this one another name (name={config.name}-2) or output_dir, or pass --fresh to replace it "
-            "(the earlier runs stay on disk but leave the report)", "name")
-
-
-def run_experiment(
-    config: ExperimentConfig,
-    *,
-    fresh: bool = False,
-    progress_bar: bool | None = None,
-    log: Callable[[str], None] = print,
-    workers: int = 1,
-    ray_address: str | None = None,
-) -> list[RunResult]:
-    """Train every run: one after the other here (``workers=1``), in ``workers`` processes, or as
-    Ray tasks (``ray_address``). ``fresh`` deletes each run's previous outputs first."""
-    prepare_experiment(config, fresh=fresh)
-    if workers > 1 or ray_address is not None:
-        from dream_rl.experiments.parallel import run_parallel
-
-        return run_parallel(config, workers=workers, ray_address=ray_address, fresh=fresh, log=log)
-    return [train_run(run, fresh=fresh, progress_bar=progress_bar, log=log) for run in config.runs()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -781,64 +532,3 @@ def evaluate_run(
         "mean_length": float(np.mean(lengths)),
     }
 
-
-def _earlier_experiment(config: ExperimentConfig) -> ExperimentConfig | ConfigError | None:
-    """The config saved in ``config``'s experiment folder (checked as data), the error that makes
-    it unreadable, or None when there is none."""
-    path = config.experiment_dir / "config.yaml"
-    if not path.exists():
-        return None
-    try:
-        return validate_config(read_yaml(path), build_envs=False)
-    except ConfigError as error:
-        return error
-
-
-def _budgetless(env: EnvConfig) -> EnvConfig:
-    """An ``envs:`` entry without its budget: raising a budget keeps the same experiment."""
-    if isinstance(env, SuiteEnvConfig):
-        return env.model_copy(update={"total_timesteps": None, "eval_every": None})
-    return env
-
-
-def _conflict_with_earlier_runs(config: ExperimentConfig) -> str | None:
-    """Why the runs trained earlier in ``config``'s experiment folder cannot be reported together
-    with ``config``'s (another algo, another env form, another env under a label), or None."""
-    earlier = _earlier_experiment(config)
-    if earlier is None:
-        return None
-    if isinstance(earlier, ConfigError):
-        return f"its config.yaml is unreadable: {earlier}"
-    if earlier.algo != config.algo:
-        return _first_difference(earlier.algo, config.algo, "algo", "earlier") or "algo"
-    if (earlier.envs is None) != (config.envs is None):
-        return "env: in one, envs: in the other"
-    if config.envs is None:
-        if earlier.env != config.env:
-            return _first_difference(earlier.env.model_dump(), config.env.model_dump(), "env", "earlier") or "env"  # type: ignore[union-attr]
-        return None
-    labels = {env.label: _budgetless(env) for env in config.envs}
-    for index, env in enumerate(earlier.envs):  # type: ignore[arg-type]
-        if env.label in labels and labels[env.label] != _budgetless(env):
-            difference = _first_difference(_budgetless(env).model_dump(), labels[env.label].model_dump(), f"envs.{index}", "earlier")
-            return difference or f"env label {env.label!r} names another env"
-    return None
-
-
-def _merge_with_earlier_runs(config: ExperimentConfig) -> ExperimentConfig:
-    """The config to save at the experiment level (what ``report DIR`` compares): ``config`` plus
-    the envs, policies and seeds trained earlier into the same directory with the same algo (and,
-    in the ``env:`` form, the same env), so that adding a seed, a policy or an env later
-    (``train.seeds=[3]``) keeps the earlier runs in the report. ``config`` alone when the earlier
-    runs cannot be merged (:func:`prepare_experiment` refuses that case without ``--fresh``)."""
-    earlier = _earlier_experiment(config)
-    if earlier is None or isinstance(earlier, ConfigError) or _conflict_with_earlier_runs(config):
-        return config
-    update: dict[str, Any] = {}
-    if config.envs is not None:
-        labels = {env.label for env in config.envs}
-        update["envs"] = list(config.envs) + [env for env in earlier.envs if env.label not in labels]  # type: ignore[union-attr]
-    seeds = earlier.train.seeds + [seed for seed in config.train.seeds if seed not in earlier.train.seeds]
-    update["policies"] = {**earlier.policies, **config.policies}
-    update["train"] = config.train.model_copy(update={"seeds": seeds})
-    return config.model_copy(update=update)
