@@ -9,6 +9,7 @@ the pure-PyTorch one always) equal the reference step in values and gradients (f
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,6 +238,14 @@ def test_mlp_dream_policy_and_experiment_config_accept_the_switches():
                             lstm_hidden_size=8, dream_kwargs={"surprise_gating": False, "fast_weights": False})
     configs = [c.config for c in dream_cells(policy)]
     assert configs and all(not c.surprise_gating and not c.fast_weights and c.error_injection for c in configs)
+    from dream_rl.experiments.config import ConfigError, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    ablations = load_config(root / "configs" / "ablations_quick.yaml")  # validates every variant's torso_kwargs
+    assert ablations.policies["dream_no_surprise_gating"].policy_kwargs["torso_kwargs"] == {"surprise_gating": False}
+    with pytest.raises(ConfigError, match="surprise_gating"):
+        load_config(root / "configs" / "ablations_quick.yaml",
+                    ["policies.dream_no_surprise_gating.policy_kwargs.torso_kwargs.surprise_gating=maybe"])
 
 
 # ---------------------------------------------------------------------------- frozen plasticity
