@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 # env A: mlp 0.3 on the env, 0.8 on the twin (gap 0.5); gru recovers (0.55 - 0.3) / 0.5 = 0.5 on both seeds.
 # env B: mlp 0.5 vs 0.52 (gap 0.02: none to measure); gru's 1.0 there must not count.
 # env C: mlp 0 vs 1 (gap 1); gru's seeds recover 1.0 and 0.2.
+# env D: mlp 0.2 vs 0.4 on average, but the twin's seeds spread over 0 and 0.8: the gap's interval
+# reaches below 0, so it is not measurable either.
 ROWS = """env,policy,seed,final_score
 A-v0,mlp,0,0.2
 A-v0,mlp,1,0.4
@@ -47,6 +49,11 @@ CFullObs-v0,mlp,1,1.0
 C-v0,gru,0,1.0
 C-v0,gru,1,0.2
 C-v0,lstm,0,0.0
+D-v0,mlp,0,0.2
+D-v0,mlp,1,0.2
+DFullObs-v0,mlp,0,0.0
+DFullObs-v0,mlp,1,0.8
+D-v0,gru,0,0.4
 """
 
 
@@ -68,14 +75,17 @@ def test_twin_label_follows_the_registered_ids() -> None:
 def test_gap_per_env_with_intervals(tmp_path: Path) -> None:
     scores, _ = read_scores([_csv(tmp_path, ROWS)])
     gaps = {g.env: g for g in observability_gaps(scores, reps=500)}
-    assert set(gaps) == {"A-v0", "B-v0", "C-v0"}  # twins are not envs of their own
+    assert set(gaps) == {"A-v0", "B-v0", "C-v0", "D-v0"}  # twins are not envs of their own
     a = gaps["A-v0"]
     assert (a.twin_score, a.pomdp_score, a.gap) == pytest.approx((0.8, 0.3, 0.5))
     assert a.gap_ci[0] <= 0.5 <= a.gap_ci[1] and a.gap_ci[0] < a.gap_ci[1]
     # seeds resampled: the gap's interval lies within the extremes the seeds allow
     assert a.gap_ci[0] >= 0.7 - 0.4 - 1e-12 and a.gap_ci[1] <= 0.9 - 0.2 + 1e-12
     assert gaps["C-v0"].gap_ci == (1.0, 1.0)  # no spread over seeds: no width
-    assert gaps["B-v0"].gap == pytest.approx(0.02)
+    assert gaps["B-v0"].gap == pytest.approx(0.02) and not gaps["B-v0"].measured(0.1)
+    d = gaps["D-v0"]
+    assert d.gap == pytest.approx(0.2) and d.gap_ci[0] < 0 and not d.measured(0.1)
+    assert a.measured(0.1) and not a.measured(0.6)
 
 
 def test_recovered_share_math_and_aggregate(tmp_path: Path) -> None:
@@ -83,7 +93,7 @@ def test_recovered_share_math_and_aggregate(tmp_path: Path) -> None:
     gaps = observability_gaps(scores, reps=1000)
     shares = {s.policy: s for s in recovered_shares(scores, gaps, min_gap=0.1)}
     gru = shares["gru"]
-    assert gru.per_env == pytest.approx({"A-v0": 0.5, "C-v0": 0.6})  # B has no gap: left out
+    assert gru.per_env == pytest.approx({"A-v0": 0.5, "C-v0": 0.6})  # B and D: no measurable gap, left out
     assert gru.seeds == {"A-v0": 2, "C-v0": 2}
     assert gru.mean == pytest.approx(0.55)
     # runs' shares 0.5, 0.5, 1.0, 0.2: the IQM drops the lowest and highest
@@ -122,8 +132,32 @@ def test_read_scores_keeps_the_first_file_and_refuses_malformed_files(tmp_path: 
         read_scores([_csv(tmp_path, "env,policy,seed,final_score\nA-v0,mlp,0,1\nA-v0,mlp,x,1\n", "bad2.csv")])
     with pytest.raises(ConfigError, match="finite"):
         read_scores([_csv(tmp_path, "env,policy,seed,final_score\nA-v0,mlp,0,nan\n", "bad3.csv")])
-    with pytest.raises(ConfigError, match="no scores.csv"):
+    with pytest.raises(ConfigError, match="neither an experiment folder"):
         read_scores([tmp_path / "missing"])
+
+
+def test_read_scores_from_an_experiment_folder_counts_the_runs_evaluated_so_far(tmp_path: Path) -> None:
+    """Before every run has finished, report writes no scores.csv; the diagnostics read the runs' eval.csv."""
+    config = {
+        "name": "gap",
+        "envs": [{"id": "dream_rl/TMaze-v0", "total_timesteps": 100},
+                 {"id": "dream_rl/TMazeFullObs-v0", "label": "TMazeFullObs-v0", "total_timesteps": 100}],
+        "policies": {"mlp": {"policy": "MlpTorsoPolicy", "policy_kwargs": {"torso": "mlp"}}},
+        "train": {"total_timesteps": 100, "seeds": [0, 1]},
+        "output_dir": str(tmp_path),
+    }
+    folder = tmp_path / "gap"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    header = "timesteps,mean_return,std_return,mean_score,std_score,mean_length,episodes,seconds\n"
+    for label, seed, score in (("TMaze-v0", 0, 0.5), ("TMaze-v0", 1, 0.45), ("TMazeFullObs-v0", 0, 1.0)):
+        run = folder / label / "mlp" / f"seed_{seed}"
+        run.mkdir(parents=True)
+        (run / "eval.csv").write_text(header + f"0,0,0,0.5,0,11,20,0\n100,0,0,{score},0,11,20,0\n")
+    scores, _ = read_scores([folder])
+    assert scores == {"TMaze-v0": {"mlp": {0: 0.5, 1: 0.45}}, "TMazeFullObs-v0": {"mlp": {0: 1.0}}}
+    (gap,) = observability_gaps(scores, reps=50)
+    assert (gap.twin_seeds, gap.pomdp_seeds, gap.gap) == (1, 2, pytest.approx(0.525))
 
 
 # ---------------------------------------------------------------------------------------- memory length
@@ -180,7 +214,7 @@ def test_write_diagnostics_writes_tables_and_figures(tmp_path: Path) -> None:
     assert all(path.stat().st_size > 0 for path in report.files)
     text = (tmp_path / "out" / "diagnostics.md").read_text()
     assert "| A-v0 | 0.80 [0.70, 0.90] | 0.30 [0.20, 0.40] |" in text
-    assert "(no gap)" in text and "| lstm |" in text
+    assert "| B-v0 |" in text and "(not measurable)" in text and "| lstm |" in text
     assert "| gru | 1.00 (2) | 0.90 (2) | 0.85 (2) | 10 |" in text
     assert "| lstm | 0.50 (2) | 1.00 (2) |  | 10* |" in text
     assert "| framestack | 0.47 (2) |  |  | none (< 5) |" in text

@@ -1,8 +1,9 @@
 """Memory diagnostics over results CSVs: the observability gap and the memory length.
 
-Both read the per-run final scores that ``dream-rl report`` writes (``scores.csv``: ``env, policy, seed,
-final_score``; the score is the final evaluation's mean normalized score) and build nothing: no env,
-no model. :func:`write_diagnostics` writes the tables and figures; the functions before it compute them.
+Both read per-run final scores (the final evaluation's mean normalized score), from experiment folders
+(each run's ``eval.csv``, as ``dream-rl report`` reads them) or from the ``scores.csv`` that the report
+writes (``env, policy, seed, final_score``), and build nothing: no env, no model.
+:func:`write_diagnostics` writes the tables and figures; the functions before it compute them.
 
 **Observability gap** (POPGym Arcade's fully observable twins). Each suite env has a fully observable
 twin (``dream_rl/<Name>FullObs-v0``, :data:`dream_rl.envs.TWINS`) whose observation adds what a memory
@@ -12,8 +13,9 @@ the partially observable task ``M_pomdp`` what it allows without memory at all; 
 ``M_twin - M_pomdp``. A memory torso's score ``T`` on the partially observable task then recovers the
 share ``(T - M_pomdp) / (M_twin - M_pomdp)`` of the gap: 0 = no better than no memory, 1 = as good as
 being shown the hidden information (above 1: better than the memoryless policy on the twin, e.g.
-when the twin's larger observation is slower to learn). Envs whose gap is below ``min_gap`` (default
-0.1 of the normalized scale) have no measurable gap and are left out of the shares.
+when the twin's larger observation is slower to learn). An env has a *measurable* gap when the gap is
+at least ``min_gap`` (default 0.1 of the normalized scale) and its bootstrap interval lies above 0; the
+other envs are left out of the shares (a share of a gap that may be 0 can be anything).
 
 Shares are computed per run (each seed of the torso against the memoryless means of that env) and
 aggregated over all runs of all envs with a gap: the IQM and the mean of the per-env means, with
@@ -82,46 +84,72 @@ def _scores_file(source: Path) -> Path:
     if path.is_dir():
         path = path / "scores.csv"
     if not path.is_file():
-        raise ConfigError(f"{source}: no scores.csv there; give a results folder written by `dream-rl report` "
-                          "(an experiment with several envs) or its scores.csv")
+        raise ConfigError(f"{source}: neither an experiment folder (config.yaml) nor a scores.csv; give an "
+                          "experiment folder (<output_dir>/<name>/), a results folder holding scores.csv, or the file")
     return path
 
 
+def _experiment_rows(folder: Path) -> list[tuple[str, str, int, float]]:
+    """(env label, policy, seed, final score) of every evaluated run of an experiment folder, read as
+    ``dream-rl report`` reads it (its config.yaml as data, each run's eval.csv): the runs finished so
+    far count, even before every run has finished."""
+    from dream_rl.experiments.config import load_config
+    from dream_rl.experiments.report import final_scores_per_env, load_curves
+
+    config = load_config(folder / "config.yaml", build_envs=False)
+    curves = [load_curves(config, env)[0] for env in config.env_list]
+    labels = [env.label or env.id for env in config.env_list]
+    return [(label, policy, seed, score) for label, finals in zip(labels, final_scores_per_env(curves))
+            for (policy, seed), score in finals.items()]
+
+
+def _csv_rows(path: Path) -> list[tuple[str, str, int, float]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            missing = [c for c in SCORE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{path}: not a scores.csv written by dream-rl report (no column {missing[0]!r})")
+            raw = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{path}: cannot read it ({type(error).__name__})") from None
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        try:
+            seed, score = int(row["seed"]), float(row["final_score"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: line {line}: seed {row.get('seed')!r} or final_score "
+                              f"{row.get('final_score')!r} is not a number") from None
+        if not math.isfinite(score):
+            raise ConfigError(f"{path}: line {line}: final_score is {row['final_score']!r}, not a finite number")
+        rows.append((row["env"], row["policy"], seed, score))
+    return rows
+
+
 def read_scores(sources: Iterable[Path | str]) -> tuple[Scores, list[str]]:
-    """Every run's final score from the ``scores.csv`` files (or the folders holding them) in
-    ``sources``, and notes on what was skipped. A run (env, policy, seed) found in several files keeps
-    the score of the first file that has it.
+    """Every run's final score from ``sources``, and notes on what was skipped. A source is an
+    experiment folder (``<output_dir>/<name>/`` with its ``config.yaml``: every run evaluated so far),
+    a folder holding a ``scores.csv`` (``results/leaderboard/``) or such a file. A run (env, policy,
+    seed) found in several sources keeps the score of the first source that has it.
 
     Raises :class:`ConfigError` naming the file and line for a file that is not a scores CSV."""
     scores: Scores = {}
     notes: list[str] = []
     for source in sources:
-        path = _scores_file(Path(source))
+        source = Path(source)
+        if (source / "config.yaml").is_file():
+            rows = _experiment_rows(source)
+        else:
+            rows = _csv_rows(_scores_file(source))
         duplicates = 0
-        try:
-            with path.open(newline="", encoding="utf-8") as file:
-                reader = csv.DictReader(file)
-                missing = [c for c in SCORE_COLUMNS if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise ConfigError(f"{path}: not a scores.csv written by dream-rl report (no column {missing[0]!r})")
-                rows = list(reader)
-        except (OSError, UnicodeDecodeError, csv.Error) as error:
-            raise ConfigError(f"{path}: cannot read it ({type(error).__name__})") from None
-        for line, row in enumerate(rows, start=2):
-            try:
-                seed, score = int(row["seed"]), float(row["final_score"])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{path}: line {line}: seed {row.get('seed')!r} or final_score "
-                                  f"{row.get('final_score')!r} is not a number") from None
-            if not math.isfinite(score):
-                raise ConfigError(f"{path}: line {line}: final_score is {row['final_score']!r}, not a finite number")
-            runs = scores.setdefault(row["env"], {}).setdefault(row["policy"], {})
+        for env, policy, seed, score in rows:
+            runs = scores.setdefault(env, {}).setdefault(policy, {})
             if seed in runs:
                 duplicates += 1
                 continue
             runs[seed] = score
         if duplicates:
-            notes.append(f"{path}: {duplicates} runs already read from an earlier file were skipped")
+            notes.append(f"{source}: {duplicates} runs already read from an earlier source were skipped")
     if not scores:
         raise ConfigError("no runs in " + ", ".join(str(s) for s in sources) + ": train and report first")
     return scores, notes
@@ -176,6 +204,10 @@ class EnvGap:
     # bootstrap replicates of the two means, kept for the shares' intervals (same draws: coherent)
     twin_reps: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
     pomdp_reps: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
+
+    def measured(self, min_gap: float = 0.1) -> bool:
+        """Whether the gap is at least ``min_gap`` and its interval lies above 0."""
+        return self.gap >= min_gap and self.gap_ci[0] > 0
 
 
 def observability_gaps(
@@ -235,13 +267,14 @@ def recovered_shares(
     seed: int = 0,
 ) -> list[RecoveredShare]:
     """The share ``(T - M_pomdp) / (M_twin - M_pomdp)`` of each policy (default: every policy with runs
-    on an env with a gap, but the baseline), over the envs of ``gaps`` whose gap is at least ``min_gap``.
+    on an env with a gap, but the baseline), over the envs of ``gaps`` with a measurable gap
+    (:meth:`EnvGap.measured`).
 
     The intervals reuse the gaps' bootstrap replicates of the two memoryless means (so ``reps`` is
     theirs) and resample the torso's seeds within each env alongside."""
     if not min_gap > 0:
         raise ConfigError(f"min_gap must be > 0, got {min_gap}")
-    measured = [g for g in gaps if g.gap >= min_gap]
+    measured = [g for g in gaps if g.measured(min_gap)]
     if policies is None:
         names = [p for g in measured for p in scores[g.env] if p != baseline]
         policies = list(dict.fromkeys(names))
@@ -288,16 +321,16 @@ def format_gap_markdown(
     lines = [
         f"Memoryless policy `{baseline}`: final normalized score on each env's fully observable twin and on the "
         f"env itself, mean over seeds [{ci}, bootstrap over seeds]; gap = twin − env. Envs with a gap below "
-        f"{min_gap:g} have no measurable gap (no share is computed there).",
+        f"{min_gap:g} or whose interval reaches 0 have no measurable gap (no share is computed there).",
         "",
         f"| env | {baseline} on the twin | {baseline} on the env | gap | seeds (twin / env) |",
         "|---|---:|---:|---:|---:|",
     ]
     for g in gaps:
-        gap = _ci(g.gap, g.gap_ci) + ("" if g.gap >= min_gap else " (no gap)")
+        gap = _ci(g.gap, g.gap_ci) + ("" if g.measured(min_gap) else " (not measurable)")
         lines.append(f"| {g.env} | {_ci(g.twin_score, g.twin_ci)} | {_ci(g.pomdp_score, g.pomdp_ci)} | {gap} "
                      f"| {g.twin_seeds} / {g.pomdp_seeds} |")
-    measured = [g.env for g in gaps if g.gap >= min_gap]
+    measured = [g.env for g in gaps if g.measured(min_gap)]
     if not shares:
         return "\n".join(lines) + "\n"
     lines += [
@@ -416,7 +449,7 @@ def plot_gap(gaps: Sequence[EnvGap], shares: Sequence[RecoveredShare], path: Pat
     ):
         error = np.abs(np.array(intervals).T - np.array(values))
         left.errorbar(values, rows, xerr=error, fmt="o", color=color, label=label, capsize=3, zorder=2)
-    left.set_yticks(rows, [g.env + ("" if g.gap >= min_gap else " (no gap)") for g in gaps], fontsize="small")
+    left.set_yticks(rows, [g.env + ("" if g.measured(min_gap) else " (not measurable)") for g in gaps], fontsize="small")
     left.set_xlim(-0.05, 1.05)
     left.set_xlabel("final normalized score (mean over seeds)")
     left.set_title("observability gap of the memoryless policy")
@@ -504,7 +537,7 @@ def write_diagnostics(
             "env", "twin", "twin_score", "twin_low", "twin_high", "pomdp_score", "pomdp_low", "pomdp_high",
             "gap", "gap_low", "gap_high", "twin_seeds", "pomdp_seeds", "measured"),
             [(g.env, g.twin, g.twin_score, *g.twin_ci, g.pomdp_score, *g.pomdp_ci, g.gap, *g.gap_ci,
-              g.twin_seeds, g.pomdp_seeds, int(g.gap >= min_gap)) for g in gaps]))
+              g.twin_seeds, g.pomdp_seeds, int(g.measured(min_gap))) for g in gaps]))
         report.files.append(_write_rows(out / "recovered.csv", ("policy", "env", "share", "seeds"),
                                         [(s.policy, env, value, s.seeds[env]) for s in shares for env, value in s.per_env.items()]))
         report.files.append(_write_rows(out / "recovered_aggregate.csv",
