@@ -169,7 +169,9 @@ def _step_by_step(policy, batch):
     values, log_probs = torch.zeros(T, B), torch.zeros(T, B)
     with torch.no_grad():
         for t in range(T):
-            obs, start = batch.observations[t], batch.episode_starts[t].float()
+            obs = batch.observations
+            obs = {k: v[t] for k, v in obs.items()} if isinstance(obs, dict) else obs[t]
+            start = batch.episode_starts[t].float()
             features = policy.extract_features(obs)
             latent_pi, pi = policy._process_sequence(features, pi, start, policy.lstm_actor)
             if policy.lstm_critic is not None:
@@ -349,3 +351,45 @@ def test_gradient_clipping_groups(grad_clip):
 def test_unknown_grad_clip_is_a_one_line_error():
     with pytest.raises(PolicyError, match="grad_clip must be one of"):
         _model("MlpGruPolicy", grad_clip="both")
+
+
+# ------------------------------------------------------------------------------------------ spaces
+
+
+class _SpacesEnv(__import__("gymnasium").Env):
+    """Random observations of a given space, a given action space, episodes of 5 steps (so that every
+    training sequence has episode starts inside)."""
+
+    def __init__(self, observation_space, action_space) -> None:
+        self.observation_space, self.action_space, self.t = observation_space, action_space, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), float(np.sum(action)), self.t >= 5, False, {}
+
+
+@pytest.mark.parametrize(("observation_space", "action_space", "policy"), [
+    (spaces.Discrete(4), spaces.Box(-1.0, 1.0, (2,)), "MlpGruPolicy"),
+    (spaces.MultiBinary(3), spaces.MultiDiscrete([2, 3]), "MlpGruPolicy"),
+    (spaces.Dict({"a": spaces.Box(-1.0, 1.0, (2,)), "b": spaces.Discrete(3)}), spaces.Discrete(2), "MultiInputGruPolicy"),
+    (spaces.Box(-1.0, 1.0, (3,)), spaces.MultiBinary(2), "MlpDreamPolicy"),
+])  # fmt: skip
+def test_other_spaces_train_and_match_step_by_step(observation_space, action_space, policy):
+    env = make_vec_env(lambda: _SpacesEnv(observation_space, action_space), n_envs=3, seed=0)
+    kwargs = {"dream_kwargs": {"rank": 2}} if policy == "MlpDreamPolicy" else {}
+    model = SequencePPO(policy, env, n_steps=16, batch_size=16, n_epochs=2, seed=0,
+                        policy_kwargs=dict(lstm_hidden_size=8, **kwargs))
+    model.learn(96)
+    model.policy.set_training_mode(False)
+    for batch in model.rollout_buffer.get(16):
+        with torch.no_grad():
+            values, log_prob, _ = model.runner.evaluate(batch)
+        ref_values, ref_log_prob = _step_by_step(model.policy, batch)
+        torch.testing.assert_close(log_prob, ref_log_prob, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(values, ref_values, rtol=1e-5, atol=1e-5)
