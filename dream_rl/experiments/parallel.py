@@ -1,20 +1,31 @@
-"""Train the runs of an experiment at the same time: in worker processes here, or as Ray tasks.
+"""Many runs at the same time: in worker processes here, or as Ray tasks.
 
-Each run is handed whole to :func:`~dream_rl.experiments.runner.train_run`, exactly as in a
-sequential ``train``: same seeds, same budget, ``train.torch_threads`` threads, so it computes the
-same ``eval.csv``. The run-directory lock (:mod:`.runlock`) keeps two trainers off one run.
+**The process pool** (:func:`run_tasks`) is the one way dream-rl runs work in parallel on one machine,
+shared by ``compare``/``train --workers N`` and ``tune --workers N``. It takes :class:`Task` s (a
+picklable top-level function, its arguments and a name), runs at most N at once, each in its own
+process (the ``forkserver`` start method: torch and SB3 are imported once by the server, not per task),
+forwards the tasks' log lines to the parent, which prints them in order, and collects one
+:class:`Outcome` per task. A task that fails is reported and the others go on; a worker process that
+dies is a failed task. Ctrl-C interrupts every worker (each saves what it can: a run its checkpoint),
+and the parent waits for them; a second Ctrl-C terminates them.
 
-- **Processes** (``--workers N``): at most N runs at once, each in its own process (the
-  ``forkserver`` start method: torch and SB3 are imported once by the server, not per run). The
-  parent prints one line per run start and finish. A run that fails is reported and the others
-  go on. Ctrl-C interrupts every worker, each saves its checkpoint, and the parent waits for them.
-- **Ray** (``--ray ADDRESS``): every run is a Ray task asking for ``train.torch_threads`` CPUs;
-  Ray places them on the cluster's nodes. ``local`` starts Ray in this process; ``auto`` or
-  ``ray://host:port`` joins a running cluster. Outputs are written by the tasks under
-  ``output_dir``, which must be one shared path on every node. Ctrl-C cancels the tasks, which
+- ``train``/``compare``: one task per run, :func:`execute`, which hands the run whole to
+  :func:`~dream_rl.experiments.runner.train_run`, exactly as in a sequential ``train``: same seeds,
+  same budget, ``train.torch_threads`` threads, so it computes the same ``eval.csv``. The
+  run-directory lock (:mod:`.runlock`) keeps two trainers off one run.
+- ``tune``: one task per worker, which opens the study in the shared Optuna storage and runs its share
+  of the trials (:mod:`.tune`). Optuna's model is a study per process: each process samples with its
+  own sampler (seeded apart) and reports its trials' evaluations to the storage itself, which the
+  pruner reads. Handing single trials to the pool instead would move the sampling into the parent
+  and change the values the sampler proposes, so the unit of work stays the worker; what is shared is
+  the process start, the log forwarding, the outcomes and the Ctrl-C handling.
+- **Ray** (``--ray ADDRESS``, ``train``/``compare`` only): every run is a Ray task asking for
+  ``train.torch_threads`` CPUs; Ray places them on the cluster's nodes. ``local`` starts Ray in this
+  process; ``auto`` or ``ray://host:port`` joins a running cluster. Outputs are written by the tasks
+  under ``output_dir``, which must be one shared path on every node. Ctrl-C cancels the tasks, which
   save their checkpoints.
 
-Failures are collected into :class:`RunsFailed` (exit status 1, or 2 when every failure is a
+Failed runs are collected into :class:`RunsFailed` (exit status 1, or 2 when every failure is a
 config problem, such as a locked run) and interruptions into :class:`ExperimentInterrupted`.
 """
 
@@ -27,48 +38,31 @@ import re
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dream_rl.errors import first_line
 from dream_rl.experiments.config import ConfigError, ExperimentConfig, Run
-from dream_rl.experiments.runner import RunResult, TrainingInterrupted, train_run
+from dream_rl.experiments.outcomes import ExperimentInterrupted, Outcome, RunResult, RunsFailed, TrainingInterrupted
+from dream_rl.experiments.runner import train_run
 
-__all__ = ["ExperimentInterrupted", "Outcome", "RunsFailed", "check_ray_address", "default_workers", "execute", "run_parallel"]
+__all__ = [
+    "ExperimentInterrupted",
+    "Outcome",
+    "RunsFailed",
+    "Task",
+    "check_ray_address",
+    "default_workers",
+    "execute",
+    "run_parallel",
+    "run_tasks",
+]
 
 
 def default_workers(config: ExperimentConfig) -> int:
     """As many runs as the cores allow with ``train.torch_threads`` threads each."""
     return max(1, (os.cpu_count() or 1) // config.train.torch_threads)
-
-
-@dataclass
-class Outcome:
-    """How one run ended, as data (it crosses process and network boundaries)."""
-
-    name: str
-    status: str  # completed | skipped | interrupted | failed
-    result: RunResult | None = None
-    message: str = ""
-    config_problem: bool = False  # a ConfigError (bad setup, locked run): exit status 2
-
-
-class RunsFailed(Exception):
-    """Some runs failed (the others finished)."""
-
-    def __init__(self, failures: list[Outcome]) -> None:
-        names = ", ".join(f.name for f in failures)
-        super().__init__(f"{len(failures)} run{'s' if len(failures) > 1 else ''} failed: {names} (see above)")
-        self.failures = failures
-        self.exit_status = 2 if all(f.config_problem for f in failures) else 1
-
-
-class ExperimentInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the experiment; the running runs saved their checkpoints."""
-
-    def __init__(self, interrupted: list[Outcome]) -> None:
-        super().__init__(f"{len(interrupted)} running runs saved their checkpoints")
-        self.interrupted = interrupted
 
 
 def execute(run: Run, fresh: bool, log: Callable[[str], None] = print) -> Outcome:
@@ -87,8 +81,8 @@ def execute(run: Run, fresh: bool, log: Callable[[str], None] = print) -> Outcom
             where = f" (traceback in {trace})"
         except OSError:
             where = ""
-        first_line = str(error).splitlines()[0] if str(error) else ""
-        return Outcome(run.name, "failed", message=f"{type(error).__name__}: {first_line}{where}")
+        message = first_line(error) if str(error).strip() else ""
+        return Outcome(run.name, "failed", message=f"{type(error).__name__}: {message}{where}")
 
 
 def run_parallel(
@@ -99,7 +93,7 @@ def run_parallel(
     if ray_address is not None:
         outcomes, stopped = _on_ray(runs, ray_address, config.train.torch_threads, fresh, log)
     else:
-        outcomes, stopped = _in_processes(runs, workers, fresh, log)
+        outcomes, stopped = run_tasks([Task(run.name, execute, (run, fresh)) for run in runs], workers, log)
     counts = {status: sum(o.status == status for o in outcomes) for status in ("completed", "skipped", "interrupted", "failed")}
     log(f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         + (f", {len(runs) - len(outcomes)} not started" if len(outcomes) < len(runs) else ""))
@@ -122,35 +116,58 @@ def _report(outcome: Outcome, log: Callable[[str], None]) -> None:
 # Worker processes
 
 
-def _worker(run: Run, fresh: bool, messages: Any) -> None:
-    """Body of a worker process: train one run, send its log lines and its outcome."""
+@dataclass(frozen=True)
+class Task:
+    """Work for one worker process: ``target(*args, log=...)`` returns its :class:`Outcome`.
+
+    ``target`` is a module-level function (it is pickled by name); ``log`` sends a line to the parent.
+    An exception it lets through becomes a failed outcome, a Ctrl-C an interrupted one."""
+
+    name: str
+    target: Callable[..., Outcome]
+    args: tuple[Any, ...] = ()
+
+
+def _worker(task: Task, messages: Any) -> None:
+    """Body of a worker process: run one task, send its log lines and its outcome."""
 
     def first_interrupt(signum: int, frame: Any) -> None:
         # Ctrl-C reaches the worker twice (from the terminal and forwarded by the parent): the
-        # first stops training; later ones must not cut the checkpoint being saved.
+        # first stops the task; later ones must not cut the checkpoint being saved.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, first_interrupt)
-    outcome = execute(run, fresh, log=lambda line: messages.put(("log", run.name, line)))
-    messages.put(("outcome", run.name, outcome))
+    try:
+        outcome = task.target(*task.args, log=lambda line: messages.put(("log", task.name, line)))
+    except KeyboardInterrupt:
+        outcome = Outcome(task.name, "interrupted", message="stopped by Ctrl-C")
+    except ConfigError as error:
+        outcome = Outcome(task.name, "failed", message=first_line(error), config_problem=True)
+    except Exception as error:  # noqa: BLE001  (reported to the parent, which goes on with the other tasks)
+        outcome = Outcome(task.name, "failed", message=f"{type(error).__name__}: {first_line(error)}")
+    messages.put(("outcome", task.name, outcome))
 
 
 def _context() -> Any:
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
-        # imported once by the server, not by every run: the runner (torch, SB3, gymnasium) and
+        # imported once by the server, not by every task: the runner (torch, SB3, gymnasium) and
         # torch._dynamo, which the first optimizer of a process imports (seconds, for each run)
         context.set_forkserver_preload(["dream_rl.experiments.runner", "torch._dynamo"])
         return context
-    return mp.get_context("spawn")
+    return mp.get_context("spawn")  # torch and fork do not mix
 
 
-def _in_processes(runs: list[Run], workers: int, fresh: bool, log: Callable[[str], None]) -> tuple[list[Outcome], bool]:
+def run_tasks(tasks: Sequence[Task], workers: int, log: Callable[[str], None] = print) -> tuple[list[Outcome], bool]:
+    """Run ``tasks``, at most ``workers`` at once, each in its own process (see the module doc).
+
+    Returns the outcomes of the tasks that ended, in the order of ``tasks``, and whether Ctrl-C
+    stopped them (a second Ctrl-C terminates the workers and raises KeyboardInterrupt)."""
     context = _context()
     messages = context.Queue()
-    pending = list(runs)
-    running: dict[str, Any] = {}  # run name -> Process
+    pending = list(tasks)
+    running: dict[str, Any] = {}  # task name -> Process
     outcomes: dict[str, Outcome] = {}
     stopped = False
 
@@ -181,15 +198,15 @@ def _in_processes(runs: list[Run], workers: int, fresh: bool, log: Callable[[str
     try:
         while pending or running:
             while pending and len(running) < workers:
-                run = pending.pop(0)
-                process = context.Process(target=_worker, args=(run, fresh, messages), name=run.name)
+                task = pending.pop(0)
+                process = context.Process(target=_worker, args=(task, messages), name=task.name)
                 process.start()
-                running[run.name] = process
+                running[task.name] = process
             receive(0.5)
             reap()
     except KeyboardInterrupt:
         stopped = True
-        log(f"\nCtrl-C: stopping {len(running)} running runs (each saves a checkpoint)...")
+        log(f"\nCtrl-C: stopping {len(running)} running task(s) (a run saves a checkpoint)...")
         for process in running.values():
             if process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
@@ -203,7 +220,7 @@ def _in_processes(runs: list[Run], workers: int, fresh: bool, log: Callable[[str
             raise
     finally:
         messages.close()
-    return [outcomes[run.name] for run in runs if run.name in outcomes], stopped
+    return [outcomes[task.name] for task in tasks if task.name in outcomes], stopped
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,8 +259,7 @@ def _on_ray(
             else:
                 ray.init(address=address, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as error:
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {first_line}") from None
+            raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {first_line(error)}") from None
     try:
         task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(_ray_task)
         waiting = {task.options(name=run.name).remote(run, fresh): run for run in runs}
@@ -279,6 +295,5 @@ def _ray_outcome(ray: Any, ref: Any, run: Run, cancelled: bool = False) -> Outco
     except (ray.exceptions.TaskCancelledError, ray.exceptions.GetTimeoutError):
         return Outcome(run.name, "interrupted", message="cancelled (a started run keeps its last checkpoint)")
     except ray.exceptions.RayError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return Outcome(run.name, "failed", message=f"Ray: {first_line}")
+        return Outcome(run.name, "failed", message=f"Ray: {first_line(error)}")
 

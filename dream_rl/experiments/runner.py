@@ -39,7 +39,6 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +76,7 @@ from dream_rl.experiments.config import (
 )
 from dream_rl.experiments.machine import cpu_name
 from dream_rl.experiments.names import CLASS_KWARGS
+from dream_rl.experiments.outcomes import RunResult, TrainingInterrupted
 from dream_rl.experiments.problems import first_difference
 from dream_rl.experiments.records import (
     EVAL_COLUMNS,
@@ -119,26 +119,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(launch, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run; its checkpoint and logs are saved and ``train`` resumes from them."""
-
-    def __init__(self, run_dir: Path, checkpoint: Path, timesteps: int) -> None:
-        super().__init__(f"interrupted at {timesteps} steps; checkpoint {checkpoint}")
-        self.run_dir, self.checkpoint, self.timesteps = run_dir, checkpoint, timesteps
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable, to cross a process boundary
-        return (TrainingInterrupted, (self.run_dir, self.checkpoint, self.timesteps))
-
-
-@dataclass
-class RunResult:
-    name: str  # [<env label>/]<policy label>/seed_<k>
-    run_dir: Path
-    status: str  # completed | skipped
-    timesteps: int
-    steps_per_second: float
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,25 +1,8 @@
 """Hyper-parameter search over an experiment config with Optuna (``dream-rl tune``).
 
 A tune config is an ordinary experiment config plus a ``tune:`` section that declares the search
-space; the values it samples replace the config's own::
-
-    tune:
-      policy: dream                 # the policy to tune ([the only one under policies])
-      objective: final              # final | auc   [final]
-      space:                        # dotted config path -> distribution
-        algo.learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
-        algo.n_epochs: {type: int, low: 2, high: 10}
-        algo.gamma: {type: categorical, choices: [0.95, 0.99, 0.995]}
-        policies.dream.policy_kwargs.net_arch: {type: categorical, choices: [[64], [64, 64]]}
-      sampler: {n_startup_trials: 5, seed: 0}          # optuna.samplers.TPESampler arguments
-      pruner: {n_startup_trials: 3, n_warmup_steps: 0}  # optuna.pruners.MedianPruner arguments;
-                                                        # pruner: null turns pruning off
-
-Distributions: ``float`` and ``int`` take ``low``, ``high`` (inclusive) and optionally
-``log: true`` or ``step``; ``categorical`` takes ``choices`` (any YAML values, lists included).
-Paths may point under ``algo`` or under ``policies.<policy>.policy_kwargs`` (``dream_kwargs``
-included); the space may also be written nested (``algo: {learning_rate: {...}}``), which is what
-a dotted override such as ``tune.space.algo.learning_rate.high=1e-2`` adds to.
+space (:mod:`.tune_space`: the syntax, its pydantic models and :func:`parse_tune_section`); the
+values it samples replace the config's own.
 
 A trial: substitute the sampled values into the raw config, keep only the tuned policy, validate
 through :func:`dream_rl.experiments.config.validate_config` (so every value is checked as in
@@ -43,102 +26,87 @@ Storage: an SQLite file ``<output_dir>/<name>/study.db`` by default; any Optuna 
 (``sqlite:///path``, ``postgresql://...``, ``mysql+pymysql://...``), or a journal file (a path
 ending in ``.log`` or ``.journal``, or ``journal:PATH``) shares one study between processes and
 machines; a plain path ending in ``.db``, ``.sqlite`` or ``.sqlite3`` is an SQLite file. Anything
-else (``--storage notaurl``) is refused rather than taken as a file name. ``workers`` processes run
-on the same storage at once.
+else (``--storage notaurl``) is refused rather than taken as a file name.
+
+Workers: ``workers`` processes run trials on the same storage at once, started, logged and stopped
+by the process pool that ``compare`` uses (:func:`dream_rl.experiments.parallel.run_tasks`). Each
+worker is one task of the pool that runs its share of the trials in its own study object (Optuna's
+study-per-process model; the module doc of :mod:`.parallel` says why a trial is not the unit).
 
 Outputs in ``<output_dir>/<name>/``: the study storage, ``best_config.yaml`` (the config with the
 best trial's values, without the ``tune`` section: ready for ``dream-rl train|compare``) and
-``trials.csv`` (one row per trial).
+``trials.csv`` (one row per trial). The command line is :mod:`dream_rl.cli.tune`.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
-import multiprocessing
 import re
 import shutil
-import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
+from stable_baselines3.common.callbacks import BaseCallback
 
+from dream_rl.experiments.callbacks import normalizer
 from dream_rl.experiments.config import ConfigError, apply_overrides, read_yaml, validate_config
+from dream_rl.experiments.parallel import Outcome, Task, run_tasks
 from dream_rl.experiments.records import read_eval_record, writable_dir
+from dream_rl.experiments.report import area_under_curve
+from dream_rl.experiments.runner import train_run
+from dream_rl.experiments.tune_space import (
+    NO_SPACE_HINT,
+    OBJECTIVES,
+    SPEC_FIELDS,
+    SearchParam,
+    TuneSettings,
+    narrow_to_policy,
+    parse_tune_section,
+    substitute,
+)
 
 if TYPE_CHECKING:  # optuna is an optional extra, imported when tuning starts
     import optuna
 
 __all__ = [
+    "NO_SPACE_HINT",
+    "OBJECTIVES",
+    "SPEC_FIELDS",
+    "TRIALS_COLUMNS",
     "SearchParam",
-    "add_tune_command",
-    "TuneSettings",
     "TuneResult",
+    "TuneSettings",
+    "load_tune_config",
     "parse_tune_section",
     "resolve_storage",
     "run_tuning",
+    "run_value",
     "substitute",
 ]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-SPEC_FIELDS = ("type", "low", "high", "log", "step", "choices")
-OBJECTIVES = ("final", "auc")
 TRIALS_COLUMNS = ("number", "state", "value", "duration_s", "params")
-NO_SPACE_HINT = (
-    "declare one in a `tune:` section, e.g. tune: {space: {algo.learning_rate: {type: float, low: 1.0e-4, "
-    "high: 3.0e-3, log: true}}} (see configs/tune_tmaze.yaml)"
-)
+
+# The command line moved to dream_rl.cli.tune; these names stay importable from here for existing code,
+# resolved on first access (the CLI imports this module, not the other way round).
+_MOVED_TO_CLI = ("add_tune_command", "cmd_tune")
 
 
-@dataclass(frozen=True)
-class SearchParam:
-    """One dimension of the search space: the dotted config path and its distribution."""
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CLI:
+        warnings.warn(f"dream_rl.experiments.tune.{name} moved to dream_rl.cli.tune; import it from there",
+                      DeprecationWarning, stacklevel=2)
+        from dream_rl.cli import tune as cli_tune  # deprecated path only
 
-    key: str
-    type: str  # float | int | categorical
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple[Any, ...] = ()
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        """Sample this parameter in ``trial`` (named by its dotted key in the study)."""
-        if self.type == "float":
-            return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
-        if self.type == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
-        labels = self.choice_labels()
-        return self.choices[labels.index(trial.suggest_categorical(self.key, labels))]
-
-    def choice_labels(self) -> list[Any]:
-        """What Optuna stores for each choice: the value itself when it is a scalar, else its
-        YAML text (Optuna's categorical values must be None, bool, int, float or str)."""
-        if all(c is None or isinstance(c, (bool, int, float, str)) for c in self.choices):
-            return list(self.choices)
-        return [yaml.safe_dump(c, default_flow_style=True).strip() for c in self.choices]
-
-    def value_of(self, stored: Any) -> Any:
-        """The config value of a parameter value as stored in the study."""
-        if self.type != "categorical":
-            return stored
-        return self.choices[self.choice_labels().index(stored)]
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    """The parsed ``tune:`` section."""
-
-    space: tuple[SearchParam, ...]
-    policy: str
-    objective: str = "final"
-    sampler: dict[str, Any] = field(default_factory=dict)
-    pruner: dict[str, Any] | None = field(default_factory=dict)
+        return getattr(cli_tune, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -153,157 +121,6 @@ class TuneResult:
     n_complete: int
     n_pruned: int
     n_failed: int
-
-
-# --------------------------------------------------------------------------------------------
-# The tune section
-
-
-def _flatten_space(node: Mapping[str, Any], prefix: tuple[str, ...], out: dict[tuple[str, ...], dict[str, Any]]) -> None:
-    """Collect ``{path: {field: value}}`` from a dotted or nested space (both may be mixed)."""
-    for key, value in node.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"tune.space: keys must be dotted config paths, got {key!r}", "tune.space")
-        path = prefix + tuple(key.split("."))
-        if isinstance(value, dict):
-            _flatten_space(value, path, out)
-        elif path[-1] in SPEC_FIELDS and len(path) > 1:
-            out.setdefault(path[:-1], {})[path[-1]] = value
-        else:
-            where = "tune.space." + ".".join(path)
-            raise ConfigError(
-                f"{where}: expected a distribution such as {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}, "
-                f"{{type: int, low: 1, high: 8}} or {{type: categorical, choices: [a, b]}}, got {value!r}",
-                where,
-            )
-
-
-def _number(spec: dict[str, Any], name: str, where: str, integer: bool) -> float:
-    value = spec.get(name)
-    if isinstance(value, float) and integer and value.is_integer():
-        value = int(value)
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where}.{name}: expected {kind}, got {value!r}", f"{where}.{name}")
-    return value
-
-
-def _parse_param(path: tuple[str, ...], spec: dict[str, Any]) -> SearchParam:
-    key = ".".join(path)
-    where = f"tune.space.{key}"
-    kind = spec.get("type")
-    if kind not in ("float", "int", "categorical"):
-        raise ConfigError(f"{where}.type: must be float, int or categorical, got {kind!r}", f"{where}.type")
-    if kind == "categorical":
-        extra = [name for name in spec if name not in ("type", "choices")]
-        choices = spec.get("choices")
-        if extra:
-            raise ConfigError(f"{where}.{extra[0]}: a categorical takes only choices", f"{where}.{extra[0]}")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{where}.choices: expected a non-empty list, got {choices!r}", f"{where}.choices")
-        return SearchParam(key, kind, choices=tuple(choices))
-    if "choices" in spec:
-        raise ConfigError(f"{where}.choices: only for type: categorical", f"{where}.choices")
-    integer = kind == "int"
-    low, high = _number(spec, "low", where, integer), _number(spec, "high", where, integer)
-    if not low < high:
-        raise ConfigError(f"{where}: low must be < high, got low={low}, high={high}", where)
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}.log: expected true or false, got {log!r}", f"{where}.log")
-    if log and low <= 0:
-        raise ConfigError(f"{where}: log: true needs low > 0, got {low}", f"{where}.low")
-    step = None
-    if spec.get("step") is not None:
-        step = _number(spec, "step", where, integer)
-        if step <= 0 or log:
-            raise ConfigError(f"{where}.step: must be > 0 and cannot go with log: true", f"{where}.step")
-    return SearchParam(key, kind, low=low, high=high, log=log, step=step)
-
-
-def parse_tune_section(raw: dict[str, Any]) -> tuple[dict[str, Any], TuneSettings]:
-    """Split a raw config into the experiment config (without ``tune``) and the tune settings.
-
-    Raises ConfigError when there is no search space or it is malformed."""
-    raw = dict(raw)
-    section = raw.pop("tune", None)
-    if section is None:
-        raise ConfigError(f"the config has no search space: {NO_SPACE_HINT}", "tune")
-    if not isinstance(section, dict):
-        raise ConfigError(f"tune: expected a mapping with a space, got {section!r}", "tune")
-    known = ("space", "policy", "objective", "sampler", "pruner")
-    for key in section:
-        if key not in known:
-            raise ConfigError(f"unknown key 'tune.{key}' (valid keys: {', '.join(known)})", f"tune.{key}")
-    space_node = section.get("space")
-    if not space_node:
-        raise ConfigError(f"tune.space is empty: {NO_SPACE_HINT}", "tune.space")
-    if not isinstance(space_node, dict):
-        raise ConfigError(f"tune.space: expected a mapping of dotted paths to distributions, got {space_node!r}", "tune.space")
-    flat: dict[tuple[str, ...], dict[str, Any]] = {}
-    _flatten_space(space_node, (), flat)
-    space = tuple(_parse_param(path, spec) for path, spec in flat.items())
-
-    policies = raw.get("policies")
-    labels = list(policies) if isinstance(policies, dict) else []
-    policy = section.get("policy")
-    if policy is None:
-        if len(labels) != 1:
-            raise ConfigError(
-                f"tune.policy: the config has {len(labels)} policies ({', '.join(map(str, labels))}): "
-                "name the one to tune, e.g. tune.policy=" + (str(labels[0]) if labels else "dream"),
-                "tune.policy",
-            )
-        policy = labels[0]
-    if policy not in labels:
-        raise ConfigError(f"tune.policy: {policy!r} is not under policies ({', '.join(map(str, labels))})", "tune.policy")
-    for param in space:
-        allowed = param.key.startswith("algo.") or param.key.startswith(f"policies.{policy}.policy_kwargs.")
-        if not allowed:
-            raise ConfigError(
-                f"tune.space.{param.key}: only algo.* and policies.{policy}.policy_kwargs.* values are tuned",
-                f"tune.space.{param.key}",
-            )
-
-    objective = section.get("objective", "final")
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"tune.objective: must be final or auc, got {objective!r}", "tune.objective")
-    sampler = section.get("sampler") or {}
-    if not isinstance(sampler, dict):
-        raise ConfigError(f"tune.sampler: expected a mapping of TPESampler arguments, got {sampler!r}", "tune.sampler")
-    pruner = section.get("pruner", {})
-    if pruner is not None and not isinstance(pruner, dict):
-        raise ConfigError(f"tune.pruner: expected MedianPruner arguments or null, got {pruner!r}", "tune.pruner")
-    return raw, TuneSettings(space=space, policy=str(policy), objective=objective, sampler=dict(sampler),
-                             pruner=None if pruner is None else dict(pruner))
-
-
-def substitute(raw: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``raw`` with each dotted path set to its value (mappings created as needed)."""
-    result = copy.deepcopy(raw)
-    for key, value in values.items():
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"tune.space.{key}: {part} is not a mapping in the config", f"tune.space.{key}")
-            node = child
-        node[parts[-1]] = value
-    return result
-
-
-def _narrow_to_policy(raw: dict[str, Any], policy: str) -> dict[str, Any]:
-    """The raw config with only ``policy`` under policies (and no report baseline naming another)."""
-    narrowed = dict(raw)
-    narrowed["policies"] = {policy: raw["policies"][policy]}
-    report = raw.get("report")
-    if isinstance(report, dict) and report.get("baseline") not in (None, policy):
-        narrowed["report"] = {key: value for key, value in report.items() if key != "baseline"}
-    return narrowed
 
 
 def _env_ids(raw: dict[str, Any]) -> list[str]:
@@ -370,7 +187,6 @@ def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
     except Exception as error:  # noqa: BLE001  a bad URL or a missing database driver
         raise ConfigError(f"--storage {storage}: cannot open it ({type(error).__name__}: {str(error).splitlines()[0]})") from None
 
-
 # --------------------------------------------------------------------------------------------
 # Objective
 
@@ -386,10 +202,6 @@ def _read_eval(path: Path) -> tuple[list[float], list[float]]:
 
 def run_value(steps: list[float], scores: list[float], objective: str) -> float:
     """One run's objective from its evaluations so far."""
-    import numpy as np
-
-    from dream_rl.experiments.report import area_under_curve
-
     if not scores:
         return math.nan
     if objective == "final":
@@ -408,7 +220,6 @@ def _make_reporter(
 ):
     """A callback (after the runner's evaluation callback) that reports each new evaluation to
     ``trial`` and stops learning when the pruner says so."""
-    from stable_baselines3.common.callbacks import BaseCallback
 
     class TrialReporter(BaseCallback):
         def __init__(self) -> None:
@@ -452,7 +263,7 @@ class _Objective:
         self.base, self.settings, self.trials_dir, self.log = base, settings, trials_dir, log
 
     def trial_raw(self, number: int, values: Mapping[str, Any]) -> dict[str, Any]:
-        raw = substitute(_narrow_to_policy(self.base, self.settings.policy), values)
+        raw = substitute(narrow_to_policy(self.base, self.settings.policy), values)
         raw["name"] = f"trial_{number:04d}"
         raw["output_dir"] = str(self.trials_dir)
         raw.setdefault("train", {})["progress_bar"] = False
@@ -489,8 +300,6 @@ class _Objective:
 def _run_handle(config: Any, run: Any) -> tuple[Path, int, Callable[..., Any]]:
     """(folder, budget in env steps, a function training it) of one of ``config.runs()``: each
     run has its env's budget."""
-    from dream_rl.experiments.runner import train_run
-
     return run.run_dir, int(run.train.total_timesteps), lambda **kwargs: train_run(run, **kwargs)
 
 
@@ -500,7 +309,6 @@ def _mark_pruned(run_dir: Path) -> None:
         info = json.loads(path.read_text())
         info["status"] = "pruned"
         path.write_text(json.dumps(info, indent=2) + "\n")
-
 
 # --------------------------------------------------------------------------------------------
 # Driver
@@ -526,8 +334,6 @@ def load_tune_config(config_path: str | Path, overrides: Iterable[str] = ()) -> 
     base_config = validate_config(base)  # the config on its own (also names the experiment folder)
     ids = _env_ids(base)
     if len(ids) > 1:
-        from dream_rl.experiments.runner import normalizer
-
         unscored = [env_id for env_id in ids if normalizer(env_id) is None]
         if unscored:
             raise ConfigError(
@@ -598,14 +404,9 @@ def _open_study(job: _Job, settings: TuneSettings, tune_dir: Path, default_name:
     return study, description
 
 
-def _work(job: _Job) -> None:
+def _work(job: _Job, log: Callable[[str], None] = print) -> None:
     """Run ``job.n_trials`` trials in this process."""
     base, settings, tune_dir, name = load_tune_config(job.config_path, job.overrides)
-    prefix = f"[worker {job.worker}] " if job.worker >= 0 else ""
-
-    def log(line: str) -> None:
-        print(prefix + line, flush=True)
-
     # Seed each worker (and each continuation of a study) apart, so they do not repeat samples.
     probe, _ = _open_study(job, settings, tune_dir, name)
     study, _ = _open_study(job, settings, tune_dir, name, seed_offset=len(probe.trials) + max(job.worker, 0))
@@ -614,11 +415,10 @@ def _work(job: _Job) -> None:
     study.optimize(objective, n_trials=job.n_trials, catch=(ConfigError, ValueError, AssertionError))
 
 
-def _worker_main(job: _Job) -> None:  # entry point of a spawned worker
-    try:
-        _work(job)
-    except KeyboardInterrupt:
-        sys.exit(130)
+def _worker_task(job: _Job, log: Callable[[str], None]) -> Outcome:
+    """One worker of ``tune --workers N``, as a task of the process pool: its share of the trials."""
+    _work(job, lambda line: log(f"[worker {job.worker}] {line}"))
+    return Outcome(f"worker {job.worker}", "completed", message=f"{job.n_trials} trial(s)")
 
 
 def run_tuning(
@@ -648,27 +448,17 @@ def run_tuning(
         f"{n_trials} more, {settings.objective} score of {settings.policy!r}, {workers} worker(s)")
 
     if workers == 1:
-        _work(job)
+        _work(job, log)
     else:
-        context = multiprocessing.get_context("spawn")  # torch and fork do not mix
         shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)]
-        processes = [
-            context.Process(target=_worker_main, args=(_Job(job.config_path, overrides, storage, study_name, share, k),))
-            for k, share in enumerate(shares)
-            if share
-        ]
-        for process in processes:
-            process.start()
-        try:
-            for process in processes:
-                process.join()
-        except KeyboardInterrupt:
-            for process in processes:  # they got the SIGINT too: give them time to save
-                process.join(timeout=30)
-            raise
-        failed = [p.exitcode for p in processes if p.exitcode != 0]
+        tasks = [Task(f"worker {k}", _worker_task, (_Job(job.config_path, overrides, storage, study_name, share, k),))
+                 for k, share in enumerate(shares) if share]
+        outcomes, stopped = run_tasks(tasks, len(tasks), log)
+        if stopped:  # each worker's running trial is lost; the finished ones are in the study
+            raise KeyboardInterrupt
+        failed = [outcome.name for outcome in outcomes if outcome.status == "failed"]
         if failed:
-            log(f"{len(failed)} worker(s) exited with an error (exit codes {failed}); the study keeps their trials")
+            log(f"{len(failed)} worker(s) failed ({', '.join(failed)}); the study keeps their trials")
     study, _ = _open_study(job, settings, tune_dir, name)
     return _write_results(study, base, settings, config_path, tune_dir, description, log)
 
@@ -694,7 +484,7 @@ def _write_results(study, base, settings: TuneSettings, config_path, tune_dir: P
         )
     best = study.best_trial
     values = {key: by_key[key].value_of(stored) for key, stored in best.params.items() if key in by_key}
-    best_raw = substitute(_narrow_to_policy(base, settings.policy), values)
+    best_raw = substitute(narrow_to_policy(base, settings.policy), values)
     best_raw["name"] = f"{base['name']}-best"
     validate_config(best_raw)
     best_path = tune_dir / "best_config.yaml" if study.study_name == tune_dir.name else tune_dir / f"best_config_{study.study_name}.yaml"
@@ -721,54 +511,3 @@ def _write_results(study, base, settings: TuneSettings, config_path, tune_dir: P
         n_pruned=counts[TrialState.PRUNED],
         n_failed=counts[TrialState.FAIL],
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_tune_command(commands: Any, add_config_arguments: Callable[[Any], None]) -> None:
-    """Add ``dream-rl tune`` to the CLI's subparsers (``add_config_arguments`` adds CONFIG and
-    the KEY.PATH=VALUE overrides, as for the other commands)."""
-    tune = commands.add_parser(
-        "tune",
-        help="search hyper-parameters of a config with Optuna",
-        description=(
-            "Search the algo and policy_kwargs values declared under `tune: space:` in CONFIG with Optuna "
-            "(TPE sampler, median pruning on the periodic evaluations). Each trial trains every env and seed "
-            "of the config; its value is the mean normalized evaluation score (tune.objective: final, the last "
-            "evaluation, or auc, the area under the learning curve). Writes best_config.yaml, ready for "
-            "`dream-rl compare`, and trials.csv in <output_dir>/<name>/. See configs/tune_tmaze.yaml."
-        ),
-    )
-    add_config_arguments(tune)
-    tune.add_argument("--trials", type=int, required=True, metavar="N",
-                      help="number of trials to run (more are added to an existing study)")
-    tune.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="Optuna storage shared by workers and machines: an RDB URL (sqlite:///study.db, postgresql://...), "
-        "a journal file (PATH.log, PATH.journal or journal:PATH) or an SQLite file (PATH.db, .sqlite, .sqlite3); "
-        "anything else is refused. Default: <output_dir>/<name>/study.db (SQLite)",
-    )
-    tune.add_argument("--workers", type=int, default=1, metavar="N",
-                      help="processes running trials at once on this machine (default: 1)")
-    tune.add_argument("--study-name", default=None, metavar="S", help="study name in the storage (default: the config's name)")
-    tune.set_defaults(handler=cmd_tune)
-
-
-def cmd_tune(args: Any) -> int:
-    """``dream-rl tune``: bad input raises ConfigError (exit 2 in the CLI's main)."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError as error:  # an optional extra
-        raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
-    try:
-        run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,
-                   study_name=args.study_name, workers=args.workers)
-    except KeyboardInterrupt:  # the running trial is lost; finished ones stay in the study
-        print("\ndream-rl tune: interrupted; the study keeps its finished trials: run the same command to add more",
-              file=sys.stderr)
-        return 130
-    return 0
