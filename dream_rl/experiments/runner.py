@@ -91,6 +91,7 @@ from dream_rl.experiments.safe_load import load_recurrent_ppo
 __all__ = [
     "EVAL_COLUMNS",
     "RunResult",
+    "algo_arguments",
     "TrainingInterrupted",
     "build_model",
     "check_buildable",
@@ -161,6 +162,16 @@ def build_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def algo_arguments(run: Run) -> dict[str, Any]:
+    """RecurrentPPO's arguments for ``run``: its env's algo values, with the learning rate multiplied by
+    the policy's ``learning_rate_scale``."""
+    algo = dict(run.algo)
+    scale = run.policy.learning_rate_scale
+    if scale != 1.0:  # (1.0 leaves the value untouched, bit for bit)
+        algo["learning_rate"] = algo["learning_rate"] * scale
+    return algo
+
+
 def build_model(run: Run, env: VecEnv) -> RecurrentPPO:
     """A fresh RecurrentPPO for ``run`` (seeds torch, numpy, the env and the action space)."""
     return RecurrentPPO(
@@ -169,7 +180,7 @@ def build_model(run: Run, env: VecEnv) -> RecurrentPPO:
         policy_kwargs=build_policy_kwargs(run.policy.policy_kwargs),
         seed=run.seed,
         verbose=0,
-        **run.algo,
+        **algo_arguments(run),
     )
 
 
@@ -232,7 +243,7 @@ def load_model(path: Path, env: VecEnv, run: Run, what: str, way_on: str = UNREA
     try:
         return load_recurrent_ppo(
             path, env, device or run.algo.get("device", "cpu"), resolve_policy(run.policy.policy),
-            build_policy_kwargs(run.policy.policy_kwargs), run.algo,
+            build_policy_kwargs(run.policy.policy_kwargs), algo_arguments(run),
         )
     except Exception as error:  # noqa: BLE001  (a truncated or foreign file: say which, and how to go on)
         why = f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__

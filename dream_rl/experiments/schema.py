@@ -36,6 +36,11 @@ Schema (``[default]``; keys without a default are required)::
                                    torso: a name in dream_rl.TORSOS and torso_kwargs). Classes are
                                    given by name: activation_fn: ReLU, optimizer_class: AdamW,
                                    features_extractor_class: NatureCNN.
+        learning_rate_scale: float > 0
+                                   [1.0] multiplies the learning rate of this policy's runs, on
+                                   every env (the env's algo.learning_rate, or the top-level one,
+                                   times this): one learning rate per env for every policy, and a
+                                   per-policy multiple of it, which tuning may choose per torso
       <label>: PolicyName          short for {policy: PolicyName}
     train:
       total_timesteps: int >= 1    environment steps per run (all n_envs together)
@@ -86,7 +91,7 @@ from dream_rl.experiments.checks import (
     validate_algo,
     validate_policy_kwargs,
 )
-from dream_rl.experiments.fields import Bool, Count, FolderName, Kwargs, Section, Seed, Text, safe_name
+from dream_rl.experiments.fields import Bool, Count, FolderName, Kwargs, Positive, Section, Seed, Text, safe_name
 from dream_rl.experiments.names import resolve_policy
 from dream_rl.experiments.problems import Problem, describe, located
 
@@ -137,10 +142,13 @@ def default_env_label(env_id: str) -> str:
 
 
 class PolicyConfig(Section):
-    """One policy to compare: a class name and its constructor arguments."""
+    """One policy to compare: a class name, its constructor arguments, and the multiple of each env's
+    learning rate its runs train with (``learning_rate_scale``, applied by the runner when it builds
+    RecurrentPPO)."""
 
     policy: Text
     policy_kwargs: Kwargs = {}
+    learning_rate_scale: Positive = 1.0
 
     @model_validator(mode="before")
     @classmethod
