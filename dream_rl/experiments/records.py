@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dream_rl.errors import ConfigError
+from dream_rl.errors import ConfigError, first_line
 
 __all__ = [
     "EVAL_COLUMNS",
@@ -66,7 +66,8 @@ def read_eval_record(path: Path) -> list[EvalRow]:
                 raise _malformed(path, f"no column {missing[0]!r}")
             raw_rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise _malformed(path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")) from None
+        detail = f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
+        raise _malformed(path, detail) from None
     rows: list[EvalRow] = []
     for line, raw in enumerate(raw_rows, start=2):  # line 1 is the header
         try:

@@ -55,6 +55,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dream_rl.errors import first_line
 from dream_rl.experiments.callbacks import normalizer
 from dream_rl.experiments.config import ConfigError, apply_overrides, read_yaml, validate_config
 from dream_rl.experiments.parallel import Outcome, Task, run_tasks
@@ -185,7 +186,7 @@ def resolve_storage(storage: str | None, tune_dir: Path) -> tuple[str, Any]:
     try:
         return storage, optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs)
     except Exception as error:  # noqa: BLE001  a bad URL or a missing database driver
-        raise ConfigError(f"--storage {storage}: cannot open it ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise ConfigError(f"--storage {storage}: cannot open it ({type(error).__name__}: {first_line(error)})") from None
 
 # --------------------------------------------------------------------------------------------
 # Objective
