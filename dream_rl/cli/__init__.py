@@ -16,8 +16,9 @@ e.g. a locked run).
 
 One module per subcommand (:mod:`.train` holds ``train`` and ``compare``), each with an
 ``add_<command>(commands)`` function that declares its arguments and a ``cmd_<command>`` handler;
-:func:`build_parser` lists them. Handlers import the experiments layer when they run, so that building
-the parser, and ``dream-rl --help``, load neither torch nor SB3.
+:func:`build_parser` lists them. The modules that load torch, SB3 or matplotlib (the runner, the
+launcher, tuning, reports, diagnostics) are imported by the handlers when they run, so that building the
+parser, and ``dream-rl --help``, load none of them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from dream_rl import __version__
 from dream_rl.cli.common import OVERRIDES_HELP
 from dream_rl.cli.diagnose import add_diagnose, cmd_diagnose
 from dream_rl.cli.envs import add_envs, cmd_envs
@@ -65,8 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start: dream-rl compare configs/quickstart.yaml   (then: tensorboard --logdir runs/)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from dream_rl import __version__
-
     parser.add_argument("--version", action="version", version=f"dream-rl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (add_train, add_compare, add_report, add_evaluate, add_tune, add_diagnose, add_envs):

@@ -4,10 +4,8 @@ argument types whose errors are one line."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dream_rl.experiments.config import ExperimentConfig
+from dream_rl.experiments.config import ExperimentConfig, load_config
 
 __all__ = ["OVERRIDES_HELP", "add_config_arguments", "add_train_arguments", "load", "positive_int", "seed"]
 
@@ -67,6 +65,4 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load(args: argparse.Namespace) -> ExperimentConfig:
     """The config of CONFIG with its overrides, validated (and its envs built once)."""
-    from dream_rl.experiments.config import load_config
-
     return load_config(args.config, args.overrides)

@@ -68,7 +68,7 @@ def default_out(source: Path) -> Path:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from dream_rl.experiments.diagnostics import write_diagnostics  # numpy and matplotlib: only when it runs
+    from dream_rl.experiments.diagnostics import write_diagnostics  # matplotlib: loaded when it runs, not for --help
 
     sources = [Path(source) for source in args.sources]
     out = Path(args.out) if args.out is not None else default_out(sources[0])

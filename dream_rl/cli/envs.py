@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dream_rl.envs import format_env_table
+
 __all__ = ["add_envs", "cmd_envs"]
 
 
@@ -17,7 +19,5 @@ def add_envs(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    from dream_rl.envs import format_env_table
-
     print(format_env_table())
     return 0

@@ -32,7 +32,8 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dream_rl.experiments.runner import evaluate_run, find_run_dirs  # torch and SB3: only when evaluating
+    # torch and SB3: loaded when it runs, not for --help
+    from dream_rl.experiments.runner import evaluate_run, find_run_dirs
 
     run_dirs = find_run_dirs(Path(args.run_dir))
     if args.model is not None and len(run_dirs) != 1:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dream_rl.cli.common import add_config_arguments
 from dream_rl.errors import ConfigError
-
-if TYPE_CHECKING:
-    from dream_rl.experiments.config import ExperimentConfig
+from dream_rl.experiments.config import ExperimentConfig, load_config
 
 __all__ = ["add_report", "cmd_report", "print_report"]
 
@@ -33,7 +30,7 @@ def add_report(commands: argparse._SubParsersAction) -> None:
 
 def print_report(config: ExperimentConfig) -> None:
     """Write the report of ``config``'s runs and print its tables (notes on stderr)."""
-    from dream_rl.experiments.report import write_report  # matplotlib: only when a report is written
+    from dream_rl.experiments.report import write_report  # matplotlib: loaded when a report is written, not for --help
 
     report = write_report(config, log=lambda line: print(line, file=sys.stderr))
     print()
@@ -42,8 +39,6 @@ def print_report(config: ExperimentConfig) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dream_rl.experiments.config import load_config
-
     path = Path(args.config)
     folder = None
     if path.is_dir():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import TYPE_CHECKING
 
 from dream_rl.cli.common import add_config_arguments, add_train_arguments, load
 from dream_rl.cli.report import print_report
-
-if TYPE_CHECKING:
-    from dream_rl.experiments.config import ExperimentConfig
+from dream_rl.errors import ConfigError
+from dream_rl.experiments.config import ExperimentConfig, config_to_yaml
+from dream_rl.experiments.outcomes import RunsFailed
+from dream_rl.experiments.records import check_writable_dir
 
 __all__ = ["add_compare", "add_train", "cmd_compare", "cmd_train"]
 
@@ -50,14 +50,13 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
     compare.set_defaults(handler=cmd_compare)
 
 
-# The handlers import the experiments layer when they run: building the parser (and `--help`) loads
-# neither torch nor SB3.
+# The launcher, the parallel runs and the runner are imported when a handler runs: they load torch and
+# SB3, which building the parser (and `--help`) must not.
 
 
 def _train(args: argparse.Namespace, config: ExperimentConfig) -> None:
     from dream_rl.experiments.launch import run_experiment
     from dream_rl.experiments.parallel import check_ray_address, default_workers
-    from dream_rl.experiments.records import check_writable_dir
 
     check_writable_dir(config.experiment_dir)  # before the first line of output
     if args.ray is not None:
@@ -83,9 +82,7 @@ def _tensorboard_hint(config: ExperimentConfig) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     config = load(args)
     if args.dry_run:
-        from dream_rl.experiments.config import config_to_yaml
         from dream_rl.experiments.launch import check_experiment_folder
-        from dream_rl.experiments.records import check_writable_dir
         from dream_rl.experiments.runner import check_buildable
 
         check_buildable(config)
@@ -101,9 +98,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from dream_rl.errors import ConfigError
-    from dream_rl.experiments.outcomes import RunsFailed
-
     config = load(args)
     try:
         _train(args, config)

@@ -54,7 +54,7 @@ def cmd_tune(args: Any) -> int:
         import optuna  # noqa: F401  (an optional extra: say how to install it before anything else)
     except ImportError as error:
         raise ConfigError(f"dream-rl tune needs Optuna: pip install 'dream-rl[tune]' ({error})") from None
-    from dream_rl.experiments.tune import run_tuning  # torch and SB3: only when tuning
+    from dream_rl.experiments.tune import run_tuning  # torch and SB3: loaded when it runs, not for --help
 
     try:
         run_tuning(args.config, args.overrides, n_trials=args.trials, storage=args.storage,

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, writes PNGs through Agg
 
+from dream_rl.experiments import stats
 from dream_rl.experiments.config import ConfigError, EnvConfig, ExperimentConfig, Run, read_yaml, validate_config
 from dream_rl.experiments.records import read_eval_record, read_run_info, writable_dir
 
@@ -319,12 +320,6 @@ def final_scores_over_envs(config: ExperimentConfig, curves_by_env: list[list[Ru
 
 def _write_aggregate(config: ExperimentConfig, curves_by_env: list[list[RunCurve]], log: Callable[[str], None]) -> tuple[str, list[Path]]:
     """aggregate.md, aggregate.csv and performance_profiles.png; returns the Markdown and the files."""
-    try:
-        from dream_rl.experiments import stats
-    except ImportError:  # the statistics module ships separately (issue 10)
-        log("note: no aggregate over envs: dream_rl.experiments.stats is not installed")
-        return "", []
-
     scores, notes = final_scores_over_envs(config, curves_by_env)
     for note in notes:
         log(f"note: {note}")

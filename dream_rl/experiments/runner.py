@@ -44,6 +44,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import sb3_contrib
+import stable_baselines3
 import torch as th
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
@@ -53,7 +55,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecChec
 
 import dream_rl
 from dream_rl import TorsoInternalsCallback
-from dream_rl.errors import first_line
+from dream_rl.envs.wrappers import check_registered_id
+from dream_rl.errors import EnvError, first_line
 from dream_rl.experiments.callbacks import (
     PeriodicCheckpoint,
     PeriodicEvaluation,
@@ -130,9 +133,6 @@ def make_vec_env(env: EnvConfig, n_envs: int, seed: int) -> VecEnv:
     """``n_envs`` copies of ``env``, seeded ``seed, seed+1, ...`` at their first reset, with
     episode statistics (``VecMonitor``) and a loud failure on NaN/inf (``VecCheckNan``)."""
     env_id, kwargs = env.id, dict(env.kwargs)
-    from dream_rl.envs.wrappers import check_registered_id
-    from dream_rl.errors import EnvError
-
     try:  # the config checked it already; a results folder's config.yaml reaches here too
         check_registered_id(env_id, "env.id")
     except EnvError as error:
@@ -255,10 +255,6 @@ def load_model(path: Path, env: VecEnv, run: Run, what: str, way_on: str = UNREA
 
 
 def _environment_info() -> dict[str, Any]:
-    import gymnasium
-    import sb3_contrib
-    import stable_baselines3
-
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -267,7 +263,7 @@ def _environment_info() -> dict[str, Any]:
         "torch_threads": th.get_num_threads(),
         "stable_baselines3": stable_baselines3.__version__,
         "sb3_contrib": sb3_contrib.__version__,
-        "gymnasium": gymnasium.__version__,
+        "gymnasium": gym.__version__,
         "dream_rl": dream_rl.__version__,
     }
 

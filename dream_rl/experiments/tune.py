@@ -41,6 +41,7 @@ best trial's values, without the ``tune`` section: ready for ``dream-rl train|co
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import re
@@ -362,8 +363,6 @@ def _check_arguments(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
     """``kwargs`` for ``cls`` (TPESampler, MedianPruner) from a config: known names, plain values
     (numbers, true/false, null). Arguments that take a function (TPESampler's gamma, weights,
     constraints_func) cannot come from YAML and are refused by name."""
-    import inspect
-
     params = {name: param for name, param in inspect.signature(cls.__init__).parameters.items() if name != "self"}
     valid = [name for name, param in params.items() if "Callable" not in str(param.annotation)]
     for name, value in kwargs.items():
