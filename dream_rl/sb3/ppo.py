@@ -13,11 +13,27 @@ is how a rollout is collected and cut into minibatches:
   and LSTM torsos step through fused ``torch`` cells, Discrete actions are sampled without a
   ``torch.distributions`` object, the time-limit bootstrap evaluates all truncated envs in one call.
 
-The name says what changes (the training sequences), not a speed claim: the loss, the clipping, the
-advantage normalisation (per minibatch, as in SB3) and every default are RecurrentPPO's, and the
-same seed gives the same kind of run. With dream-rl's policies (:class:`RecurrentTorsoPolicy`) the
-fast runner is used; any other ``RecurrentActorCriticPolicy`` (sb3-contrib's ``MlpLstmPolicy``) goes
-through its own methods: exact, as slow as before.
+The name says what changes (the training sequences), not a speed claim. The loss, the advantage
+normalisation (per minibatch, as in SB3) and the hyperparameter defaults are RecurrentPPO's. Two
+things differ:
+
+* **Gradient clipping per network** (``grad_clip="separate"``, the default): the critic's own
+  parameters (its memory, MLP and value head) are clipped to ``max_grad_norm`` apart from the rest, as
+  Memorax clips its separate actor and critic. With RecurrentPPO's one norm over all parameters
+  (``grad_clip="joint"``) the value loss's gradient dominates it: on CartPole without velocities
+  (returns in the tens to hundreds) its norm is 15-30 against the actor's 0.02-0.3, so every step
+  scales the actor's gradient by about 0.02, its per-parameter gradients fall below Adam's ``eps``
+  (1e-5) and its steps shrink about tenfold. At 64 envs x 128 steps, 4 minibatches (25 updates in 200k
+  steps) the GRU policy then stays at a random policy's return (22-28 on seeds 0-2, RecurrentPPO and
+  this class alike); clipped per network it reaches 234-383 (the actor-critic coupling, not the number
+  of updates: without clipping 306-403, with ``eps=1e-8`` 300-355, with the advantages normalised over
+  the whole rollout still 26-27).
+* **Adam runs fused** (``fused=True``: the same update without a Python loop over the parameter
+  tensors) unless ``optimizer_kwargs`` choose ``fused`` or ``foreach``.
+
+With dream-rl's policies (:class:`RecurrentTorsoPolicy`) the fast runner is used; any other
+``RecurrentActorCriticPolicy`` (sb3-contrib's ``MlpLstmPolicy``) goes through its own methods: exact,
+as slow as before.
 
     from dream_rl.sb3 import SequencePPO
     model = SequencePPO("MlpGruPolicy", "dream_rl/CartPoleNoVel-v0", n_steps=128, batch_size=256)
@@ -62,9 +78,11 @@ def critic_parameters(policy: RecurrentActorCriticPolicy) -> list[th.nn.Paramete
 class SequencePPO(RecurrentPPO):
     """RecurrentPPO whose minibatches are whole env rollouts (see the module docstring).
 
-    Arguments, defaults and policies are ``RecurrentPPO``'s. ``batch_size`` is in env steps and is
-    rounded to whole env rollouts (``max(1, round(batch_size / n_steps))`` envs per minibatch; the
-    last minibatch of an epoch takes the remaining envs when ``n_envs`` does not divide evenly).
+    Arguments, defaults and policies are ``RecurrentPPO``'s, plus ``grad_clip``: ``"separate"``
+    (default: the critic's gradients clipped to ``max_grad_norm`` apart from the rest) or ``"joint"``
+    (RecurrentPPO's one norm over all parameters). ``batch_size`` is in env steps and is rounded to
+    whole env rollouts (``max(1, round(batch_size / n_steps))`` envs per minibatch; the last minibatch
+    of an epoch takes the remaining envs when ``n_envs`` does not divide evenly).
     """
 
     # policy_aliases is not redefined: the lookup falls through to RecurrentPPO's, which gains dream-rl's
@@ -222,7 +240,7 @@ class SequencePPO(RecurrentPPO):
     def train(self) -> None:
         """One update: ``n_epochs`` passes over the rollout in minibatches of whole env rollouts; the
         loss is RecurrentPPO's (clipped surrogate, value loss, entropy, per-minibatch advantage
-        normalisation, gradient-norm clipping)."""
+        normalisation), the gradient-norm clipping per ``grad_clip``."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
