@@ -14,8 +14,8 @@ DREAMConfig and the envs.
 Each check raises a :class:`~dream_rl.experiments.problems.Problem` below the value it checks
 (pydantic adds where that value is), or a ConfigError where the full key is known.
 
-gymnasium, torch, SB3 and DREAM are imported inside the functions: the schema that uses these checks is
-read by the CLI's ``--help``, which must stay cheap.
+torch, SB3 and the DREAM library are imported inside the functions that need them: the schema that uses
+these checks is read by the CLI's ``--help``, which must not load them.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ from contextvars import ContextVar
 from dataclasses import fields
 from typing import Annotated, Any
 
+import gymnasium as gym
+from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from pydantic import BaseModel, Field, create_model
 
+from dream_rl.envs.wrappers import BUILDS_ENV_BY_NAME
 from dream_rl.errors import ConfigError, first_line
 from dream_rl.experiments.fields import (
     Bool,
@@ -68,12 +72,7 @@ BUILD_ENVS: ContextVar[bool] = ContextVar("dream_rl_build_envs", default=True)
 def registered_env(env_id: str) -> str:
     """``env_id`` if it is a key of gymnasium's registry. Only the exact key counts: gymnasium's own
     ``make("module:Name-v0")`` would import ``module`` first, so an id with ``:`` that is not
-    registered is refused like any other unknown id."""
-    import gymnasium as gym
-
-    import dream_rl  # noqa: F401  (registers the suite)
-    from dream_rl.envs.wrappers import BUILDS_ENV_BY_NAME
-
+    registered is refused like any other unknown id (the suite is registered by ``import dream_rl``)."""
     if env_id not in gym.registry:
         near = nearest(env_id, gym.registry)
         hint = f"did you mean '{near}'?" if near else "`dream-rl envs` lists the suite; an env of your own must be registered"
@@ -87,9 +86,6 @@ def registered_env(env_id: str) -> str:
 
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
     """Unknown env kwargs, when the env's constructor does not take ``**kwargs``."""
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
-
     if not kwargs:
         return
     entry_point = gym.spec(env_id).entry_point
@@ -108,8 +104,6 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
 
 def observation_space(env_id: str, kwargs: dict[str, Any], where: str) -> Any:
     """Make one instance of the env (a bad kwargs value fails here) and return its observation space."""
-    import gymnasium as gym
-
     try:
         probe = gym.make(env_id, **kwargs)
     except Exception as error:  # noqa: BLE001  (any failure of a user's env constructor is a config error)
@@ -123,8 +117,6 @@ def observation_space(env_id: str, kwargs: dict[str, Any], where: str) -> Any:
 
 def check_policy_space(policy_name: str, space: Any, key: str, env_id: str) -> None:
     """Dict observations need a MultiInput policy, and a MultiInput policy needs Dict observations."""
-    from gymnasium import spaces
-
     if isinstance(space, spaces.Dict) and not policy_name.startswith("MultiInput"):
         wanted = "MultiInput" + policy_name.removeprefix("Mlp").removeprefix("Cnn")
         raise ConfigError(f"{key}: {env_id} has Dict observations: use {wanted}", key, wanted)
