@@ -171,6 +171,7 @@ class SequencePPO(RecurrentPPO):
             self.policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
         rollout_buffer.start(self._last_lstm_states)
+        runner.start_rollout()
         states = runner.to_states(self._last_lstm_states)
         box_actions = isinstance(self.action_space, spaces.Box)
         dones = self._last_episode_starts

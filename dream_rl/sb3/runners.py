@@ -34,7 +34,7 @@ from dream_rl.sb3.pieces import EpisodeLayout, folds_resets, run_torso
 from dream_rl.sb3.policies import PackedStateTorso, RecurrentTorsoPolicy, check_observation
 from dream_rl.torsos import GruTorso, LstmTorso, RecurrentTorso
 
-__all__ = ["PolicyRunner", "TorsoRunner", "make_runner", "step_torso"]
+__all__ = ["PairedGruStep", "PolicyRunner", "TorsoRunner", "make_runner", "run_mlp", "step_torso"]
 
 Observation = Tensor | dict[str, Tensor]
 
@@ -118,6 +118,77 @@ def run_mlp(module: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
+class PairedGruStep:
+    """The actor's and the critic's GRU torsos and MLPs stepped together: two networks of the same
+    shape as one batched computation (``baddbmm`` over weights stacked along a leading axis of 2), so a
+    rollout step costs one set of kernel launches instead of two. The same function as
+    :func:`step_torso` and :func:`run_mlp` on each network (``nn.GRU``'s gate equations). The stacked
+    weights are a copy: :meth:`refresh` rebuilds them, at the start of every rollout (the parameters
+    do not change during one; a fused optimizer step does not even bump their version counters).
+
+    Applies to (:meth:`applies`): one-layer GRU torsos with biases, of equal sizes, a shared features
+    extractor and SB3's ``MlpExtractor`` with the same layer sizes and activations on both sides.
+    """
+
+    def __init__(self, policy: RecurrentTorsoPolicy) -> None:
+        self.policy = policy
+        self.rnns = (policy.lstm_actor.torso.rnn, policy.lstm_critic.torso.rnn)
+        self.nets = (policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net)
+        self.hidden = self.rnns[0].hidden_size
+        self.refresh()
+
+    @staticmethod
+    def applies(policy: RecurrentTorsoPolicy) -> bool:
+        torsos = (policy.lstm_actor.torso, getattr(policy.lstm_critic, "torso", None))
+        if not all(type(t) is GruTorso for t in torsos) or not policy.share_features_extractor:
+            return False
+        rnns = [t.rnn for t in torsos]  # type: ignore[union-attr]
+        if any(r.num_layers != 1 or not r.bias for r in rnns) or any(
+            (r.input_size, r.hidden_size) != (rnns[0].input_size, rnns[0].hidden_size) for r in rnns
+        ):
+            return False
+        mlp = policy.mlp_extractor
+        if type(mlp) is not MlpExtractor:
+            return False
+
+        def layout(net: nn.Module) -> list[Any]:
+            return [(type(m), tuple(m.weight.shape)) if type(m) is nn.Linear else type(m) for m in net]
+
+        pi, vf = layout(mlp.policy_net), layout(mlp.value_net)
+        return pi == vf and all(x if not isinstance(x, type) else x in _ACTIVATIONS for x in pi)
+
+    def refresh(self) -> None:
+        """Stack the current parameters of both networks."""
+        with th.no_grad():
+            weights = [_layer_weights(r)[0] for r in self.rnns]
+            self.w_ih = th.stack([w[0].t() for w in weights])  # (2, F, 3H)
+            self.w_hh = th.stack([w[1].t() for w in weights])  # (2, H, 3H)
+            self.b_ih = th.stack([w[2] for w in weights]).unsqueeze(1)  # (2, 1, 3H)
+            self.b_hh = th.stack([w[3] for w in weights]).unsqueeze(1)
+            self.layers: list[tuple[Tensor, Tensor] | Callable[[Tensor], Tensor]] = []
+            for pi_layer, vf_layer in zip(*self.nets):
+                if type(pi_layer) is nn.Linear:
+                    self.layers.append((th.stack([pi_layer.weight.t(), vf_layer.weight.t()]),
+                                        th.stack([pi_layer.bias, vf_layer.bias]).unsqueeze(1)))
+                else:
+                    self.layers.append(_ACTIVATIONS[type(pi_layer)])
+
+    def step(self, x: Tensor, s_pi: Tensor, s_vf: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, F) features, states (B, H) each, starts (B,) bool → the actor's and the critic's MLP
+        outputs (B, ·) and their new states."""
+        B, H = x.shape[0], self.hidden
+        h = th.stack([s_pi, s_vf]).masked_fill(starts.view(1, B, 1), 0.0)  # (2, B, H), reset by selection
+        gi = th.baddbmm(self.b_ih, x.unsqueeze(0).expand(2, B, x.shape[1]), self.w_ih)
+        gh = th.baddbmm(self.b_hh, h, self.w_hh)
+        rz = th.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
+        n = th.tanh(th.addcmul(gi[..., 2 * H :], rz[..., :H], gh[..., 2 * H :]))
+        h = th.lerp(n, h, rz[..., H:])  # (1 - z) n + z h
+        y = h
+        for layer in self.layers:
+            y = th.baddbmm(layer[1], y, layer[0]) if isinstance(layer, tuple) else layer(y)
+        return y[0], y[1], h[0], h[1]
+
+
 # ------------------------------------------------------------------------------------------ states
 
 
@@ -142,6 +213,9 @@ class PolicyRunner:
 
     def __init__(self, policy: RecurrentActorCriticPolicy) -> None:
         self.policy = policy
+
+    def start_rollout(self) -> None:
+        """Called before a rollout's first step (the parameters are fixed until its end)."""
 
     def to_states(self, lstm_states: RNNStates) -> Any:
         """The runner's rollout state from RecurrentPPO's ``RNNStates``."""
@@ -195,6 +269,11 @@ class TorsoRunner(PolicyRunner):
         critic = policy.lstm_critic
         self.torso_vf: RecurrentTorso | None = critic.torso if isinstance(critic, PackedStateTorso) else None
         self.discrete = isinstance(policy.action_space, spaces.Discrete)
+        self.paired = PairedGruStep(policy) if PairedGruStep.applies(policy) else None
+
+    def start_rollout(self) -> None:
+        if self.paired is not None:
+            self.paired.refresh()
 
     def to_states(self, lstm_states: RNNStates) -> tuple[Tensor, Tensor]:
         pi = flat_from_lstm(lstm_states.pi, self.torso_pi.state_size)
@@ -229,10 +308,14 @@ class TorsoRunner(PolicyRunner):
         policy = self.policy
         check_observation(obs)
         f_pi, f_vf = self._features(obs)
-        out_pi, s_pi = step_torso(self.torso_pi, f_pi, states[0], starts)
-        out_vf, s_vf = (None, s_pi) if self.torso_vf is None else step_torso(self.torso_vf, f_vf, states[1], starts)
-        latent_pi = self._actor_mlp(out_pi)
-        values = run_mlp(policy.value_net, self._critic_mlp(self._critic_latent(f_vf, out_pi, out_vf))).flatten()
+        if self.paired is not None:
+            latent_pi, latent_vf, s_pi, s_vf = self.paired.step(f_pi, states[0], states[1], starts)
+        else:
+            out_pi, s_pi = step_torso(self.torso_pi, f_pi, states[0], starts)
+            out_vf, s_vf = (None, s_pi) if self.torso_vf is None else step_torso(self.torso_vf, f_vf, states[1], starts)
+            latent_pi = self._actor_mlp(out_pi)
+            latent_vf = self._critic_mlp(self._critic_latent(f_vf, out_pi, out_vf))
+        values = run_mlp(policy.value_net, latent_vf).flatten()
         if self.discrete:
             # torch.distributions.Categorical's sample and log_prob (the same numbers and random
             # draws) without building the object and checking its arguments every step
