@@ -199,7 +199,7 @@ def _step_by_step(policy, batch):
 def test_whole_rollout_log_probs_and_values_equal_step_by_step(policy, kwargs):
     model = _model(policy, policy_kwargs=kwargs)
     assert isinstance(model.runner, PolicyRunner if policy == "MlpLstmPolicy" else TorsoRunner)
-    if policy == "MlpGruPolicy":  # the actor's and critic's GRUs step as one batched computation
+    if policy in ("MlpGruPolicy", "MlpLstmTorsoPolicy"):  # actor and critic step as one batched computation
         assert (model.runner.paired is not None) == (not kwargs)
     model.learn(64)  # one update, so the weights are not the initial ones
     _, callback = model._setup_learn(128, callback=None, reset_num_timesteps=False)

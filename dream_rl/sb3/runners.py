@@ -34,7 +34,7 @@ from dream_rl.sb3.pieces import EpisodeLayout, folds_resets, run_torso
 from dream_rl.sb3.policies import PackedStateTorso, RecurrentTorsoPolicy, check_observation
 from dream_rl.torsos import GruTorso, LstmTorso, RecurrentTorso
 
-__all__ = ["PairedGruStep", "PolicyRunner", "TorsoRunner", "make_runner", "run_mlp", "step_torso"]
+__all__ = ["PairedCellStep", "PolicyRunner", "TorsoRunner", "make_runner", "run_mlp", "step_torso"]
 
 Observation = Tensor | dict[str, Tensor]
 
@@ -118,20 +118,23 @@ def run_mlp(module: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-class PairedGruStep:
-    """The actor's and the critic's GRU torsos and MLPs stepped together: two networks of the same
-    shape as one batched computation (``baddbmm`` over weights stacked along a leading axis of 2), so a
-    rollout step costs one set of kernel launches instead of two. The same function as
-    :func:`step_torso` and :func:`run_mlp` on each network (``nn.GRU``'s gate equations). The stacked
-    weights are a copy: :meth:`refresh` rebuilds them, at the start of every rollout (the parameters
-    do not change during one; a fused optimizer step does not even bump their version counters).
+class PairedCellStep:
+    """The actor's and the critic's GRU or LSTM torsos and MLPs stepped together: two networks of the
+    same shape as one batched computation (``baddbmm`` over weights stacked along a leading axis of
+    2), so a rollout step costs one set of kernel launches instead of two. The same function as
+    :func:`step_torso` and :func:`run_mlp` on each network (``nn.GRU``'s and ``nn.LSTM``'s gate
+    equations). The stacked weights are a copy: :meth:`refresh` rebuilds them, at the start of every
+    rollout (the parameters do not change during one; a fused optimizer step does not even bump their
+    version counters).
 
-    Applies to (:meth:`applies`): one-layer GRU torsos with biases, of equal sizes, a shared features
-    extractor and SB3's ``MlpExtractor`` with the same layer sizes and activations on both sides.
+    Applies to (:meth:`applies`): one-layer GRU or LSTM torsos with biases, of one type and equal
+    sizes, a shared features extractor and SB3's ``MlpExtractor`` with the same layer sizes and
+    activations on both sides.
     """
 
     def __init__(self, policy: RecurrentTorsoPolicy) -> None:
         self.policy = policy
+        self.lstm = type(policy.lstm_actor.torso) is LstmTorso
         self.rnns = (policy.lstm_actor.torso.rnn, policy.lstm_critic.torso.rnn)
         self.nets = (policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net)
         self.hidden = self.rnns[0].hidden_size
@@ -140,7 +143,9 @@ class PairedGruStep:
     @staticmethod
     def applies(policy: RecurrentTorsoPolicy) -> bool:
         torsos = (policy.lstm_actor.torso, getattr(policy.lstm_critic, "torso", None))
-        if not all(type(t) is GruTorso for t in torsos) or not policy.share_features_extractor:
+        if type(torsos[0]) not in (GruTorso, LstmTorso) or type(torsos[1]) is not type(torsos[0]):
+            return False
+        if not policy.share_features_extractor:
             return False
         rnns = [t.rnn for t in torsos]  # type: ignore[union-attr]
         if any(r.num_layers != 1 or not r.bias for r in rnns) or any(
@@ -161,9 +166,9 @@ class PairedGruStep:
         """Stack the current parameters of both networks."""
         with th.no_grad():
             weights = [_layer_weights(r)[0] for r in self.rnns]
-            self.w_ih = th.stack([w[0].t() for w in weights])  # (2, F, 3H)
-            self.w_hh = th.stack([w[1].t() for w in weights])  # (2, H, 3H)
-            self.b_ih = th.stack([w[2] for w in weights]).unsqueeze(1)  # (2, 1, 3H)
+            self.w_ih = th.stack([w[0].t() for w in weights])  # (2, F, G·H), G gates
+            self.w_hh = th.stack([w[1].t() for w in weights])  # (2, H, G·H)
+            self.b_ih = th.stack([w[2] for w in weights]).unsqueeze(1)  # (2, 1, G·H)
             self.b_hh = th.stack([w[3] for w in weights]).unsqueeze(1)
             self.layers: list[tuple[Tensor, Tensor] | Callable[[Tensor], Tensor]] = []
             for pi_layer, vf_layer in zip(*self.nets):
@@ -174,19 +179,27 @@ class PairedGruStep:
                     self.layers.append(_ACTIVATIONS[type(pi_layer)])
 
     def step(self, x: Tensor, s_pi: Tensor, s_vf: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x (B, F) features, states (B, H) each, starts (B,) bool → the actor's and the critic's MLP
-        outputs (B, ·) and their new states."""
+        """x (B, F) features, flat states (B, P) each, starts (B,) bool → the actor's and the critic's
+        MLP outputs (B, ·) and their new flat states."""
         B, H = x.shape[0], self.hidden
-        h = th.stack([s_pi, s_vf]).masked_fill(starts.view(1, B, 1), 0.0)  # (2, B, H), reset by selection
+        state = th.stack([s_pi, s_vf]).masked_fill(starts.view(1, B, 1), 0.0)  # (2, B, P), reset by selection
+        h = state[..., :H]
         gi = th.baddbmm(self.b_ih, x.unsqueeze(0).expand(2, B, x.shape[1]), self.w_ih)
         gh = th.baddbmm(self.b_hh, h, self.w_hh)
-        rz = th.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
-        n = th.tanh(th.addcmul(gi[..., 2 * H :], rz[..., :H], gh[..., 2 * H :]))
-        h = th.lerp(n, h, rz[..., H:])  # (1 - z) n + z h
+        if self.lstm:  # gates i, f, g, o; flat state [h, c]
+            gates = gi + gh
+            sig = th.sigmoid(gates)  # i, f and o used (g's sigmoid is wasted: one op instead of three)
+            c = th.addcmul(sig[..., H : 2 * H] * state[..., H:], sig[..., :H], th.tanh(gates[..., 2 * H : 3 * H]))
+            h = sig[..., 3 * H :] * th.tanh(c)
+            new_state = th.cat([h, c], dim=-1)
+        else:  # gates r, z, n; flat state h
+            rz = th.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
+            n = th.tanh(th.addcmul(gi[..., 2 * H :], rz[..., :H], gh[..., 2 * H :]))
+            h = new_state = th.lerp(n, h, rz[..., H:])  # (1 - z) n + z h
         y = h
         for layer in self.layers:
             y = th.baddbmm(layer[1], y, layer[0]) if isinstance(layer, tuple) else layer(y)
-        return y[0], y[1], h[0], h[1]
+        return y[0], y[1], new_state[0], new_state[1]
 
 
 # ------------------------------------------------------------------------------------------ states
@@ -269,7 +282,7 @@ class TorsoRunner(PolicyRunner):
         critic = policy.lstm_critic
         self.torso_vf: RecurrentTorso | None = critic.torso if isinstance(critic, PackedStateTorso) else None
         self.discrete = isinstance(policy.action_space, spaces.Discrete)
-        self.paired = PairedGruStep(policy) if PairedGruStep.applies(policy) else None
+        self.paired = PairedCellStep(policy) if PairedCellStep.applies(policy) else None
 
     def start_rollout(self) -> None:
         if self.paired is not None:
