@@ -45,7 +45,8 @@ def evaluate(run_dir: Path, episodes: int, seed: int, frozen: bool, stochastic: 
         if not dream_cells(model):
             raise SystemExit(f"{run_dir}: not a DREAM policy")
         with frozen_plasticity(model) if frozen else contextlib.nullcontext():
-            returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=run.train.eval_deterministic and not stochastic,
+            greedy = run.train.eval_deterministic and not stochastic
+            returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=greedy,
                                          return_episode_rewards=True, warn=False)
     finally:
         env.close()
@@ -105,7 +106,8 @@ def _row(env: str, run: str, plastic: list[np.ndarray], frozen: list[np.ndarray]
 
 
 def _line(row: dict) -> str:
-    return (f"{row['env']} {row['run']} ({row['actions']}): plastic {row['plastic']:.3f} [{row['plastic_low']:.3f}, {row['plastic_high']:.3f}]"
+    return (f"{row['env']} {row['run']} ({row['actions']}): "
+            f"plastic {row['plastic']:.3f} [{row['plastic_low']:.3f}, {row['plastic_high']:.3f}]"
             f"  frozen {row['frozen']:.3f} [{row['frozen_low']:.3f}, {row['frozen_high']:.3f}]"
             f"  frozen - plastic {row['frozen_minus_plastic']:+.3f} [{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]"
             f"  ({row['episodes']} episodes)")

@@ -28,6 +28,10 @@ def add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the greedy ones")
     evaluate.add_argument("--model", metavar="ZIP", default=None, help="evaluate this model file instead (one run only)")
     evaluate.add_argument("--seed", type=seed, default=12345, help="seed of the evaluation environments (default: 12345)")
+    evaluate.add_argument(
+        "--freeze-plasticity", action="store_true",
+        help="DREAM policies: play with the fast weights not written (eta = 0), in this evaluation only",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
 
@@ -45,10 +49,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             deterministic=not args.stochastic,
             model_path=Path(args.model) if args.model else None,
             seed=args.seed,
+            freeze_plasticity=args.freeze_plasticity,
         )
         score = f", normalized score {result['mean_score']:.3f} ± {result['std_score']:.3f}" if result["mean_score"] is not None else ""
         print(
             f"{result['run']}: return {result['mean_return']:.2f} ± {result['std_return']:.2f}{score}, "
-            f"length {result['mean_length']:.1f} ({result['episodes']} episodes, {result['model']})"
+            f"length {result['mean_length']:.1f} ({result['episodes']} episodes, {result['model']}"
+            + (", plasticity frozen)" if args.freeze_plasticity else ")")
         )
     return 0

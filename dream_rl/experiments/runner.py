@@ -55,6 +55,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecChec
 
 import dream_rl
 from dream_rl import TorsoInternalsCallback
+from dream_rl.dream.plasticity import frozen_plasticity
 from dream_rl.envs.wrappers import check_registered_id
 from dream_rl.errors import EnvError, first_line
 from dream_rl.experiments.callbacks import (
@@ -471,8 +472,12 @@ def evaluate_run(
     deterministic: bool = True,
     model_path: Path | None = None,
     seed: int = 12345,
+    freeze_plasticity: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a run's final model (or latest checkpoint, or ``model_path``) on fresh episodes."""
+    """Evaluate a run's final model (or latest checkpoint, or ``model_path``) on fresh episodes.
+
+    ``freeze_plasticity``: a DREAM policy plays with its fast weights not written (``η = 0``, evaluation
+    only: :func:`dream_rl.dream.plasticity.frozen_plasticity`); any other policy is a ``DREAMError``."""
     # data only: the env is built below from its registered id, the model loaded without unpickling
     config = validate_config(read_yaml(run_dir / "config.yaml"), build_envs=False)
     run = config.runs()[0]
@@ -501,9 +506,11 @@ def evaluate_run(
     try:
         model = load_model(model_path, env, run, what, way_on, device=usable_device(run.algo.get("device", "cpu")))
         model.set_random_seed(seed)  # load() re-seeded the env with the training seed
-        returns, lengths = evaluate_policy(
-            model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
-        )
+        with frozen_plasticity(model) if freeze_plasticity else contextlib.nullcontext():
+            returns, lengths = evaluate_policy(
+                model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True,
+                warn=False,
+            )
     finally:
         env.close()
     score = normalizer(run.env.id)
