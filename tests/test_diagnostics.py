@@ -210,7 +210,7 @@ def test_write_diagnostics_writes_tables_and_figures(tmp_path: Path) -> None:
     report = write_diagnostics([gap, length], tmp_path / "out", reps=200)
     names = {path.name for path in report.files}
     assert names == {"diagnostics.md", "gap.csv", "recovered.csv", "recovered_aggregate.csv", "gap.png",
-                     "memory_length.csv", "memory_length_summary.csv", "memory_length.png"}
+                     "memory_length.csv", "memory_length_summary.csv", "memory_length.png", "scores.csv"}
     assert all(path.stat().st_size > 0 for path in report.files)
     text = (tmp_path / "out" / "diagnostics.md").read_text()
     assert "| A-v0 | 0.80 [0.70, 0.90] | 0.30 [0.20, 0.40] |" in text
@@ -221,10 +221,13 @@ def test_write_diagnostics_writes_tables_and_figures(tmp_path: Path) -> None:
     summary = (tmp_path / "out" / "memory_length_summary.csv").read_text().splitlines()
     assert summary[0] == "policy,longest_solved,first_failed,monotone,threshold"
     assert "framestack,,5,1,0.9" in summary
+    # scores.csv holds every run read: the same tables come back from it alone
+    again = write_diagnostics([tmp_path / "out" / "scores.csv"], tmp_path / "again", reps=200)
+    assert again.text == report.text
     # gap only
     only_gap = write_diagnostics([gap], tmp_path / "gap_only", reps=50)
     assert {p.name for p in only_gap.files} == {"diagnostics.md", "gap.csv", "recovered.csv",
-                                                 "recovered_aggregate.csv", "gap.png"}
+                                                 "recovered_aggregate.csv", "gap.png", "scores.csv"}
     with pytest.raises(ConfigError, match="no diagnostics"):
         write_diagnostics([_csv(tmp_path, "env,policy,seed,final_score\nX-v0,gru,0,1\n", "none.csv")], tmp_path / "x")
 

@@ -32,7 +32,8 @@ memory reach).
 
 Outputs of :func:`write_diagnostics`: ``diagnostics.md`` (every table), ``gap.csv``, ``recovered.csv``
 (per torso and env), ``recovered_aggregate.csv``, ``gap.png``, ``memory_length.csv``,
-``memory_length_summary.csv``, ``memory_length.png``, each only where the scores hold that diagnostic.
+``memory_length_summary.csv``, ``memory_length.png``, each only where the scores hold that diagnostic, and
+``scores.csv``, every run read (their input: ``write_diagnostics([".../scores.csv"], ...)`` recomputes them).
 """
 
 from __future__ import annotations
@@ -454,7 +455,7 @@ def plot_gap(gaps: Sequence[EnvGap], shares: Sequence[RecoveredShare], path: Pat
     left.set_xlabel("final normalized score (mean over seeds)")
     left.set_title("observability gap of the memoryless policy")
     left.grid(axis="x", alpha=0.3)
-    left.legend(loc="lower right", fontsize="small")
+    left.legend(loc="lower left", fontsize="small")
     ordered = sorted(shares, key=lambda s: s.iqm)
     y = np.arange(len(ordered))
     if ordered:
@@ -464,14 +465,14 @@ def plot_gap(gaps: Sequence[EnvGap], shares: Sequence[RecoveredShare], path: Pat
     for x in (0.0, 1.0):
         right.axvline(x, color="0.4", linewidth=1, linestyle="--")
     right.set_xlabel("share of the gap recovered (IQM over runs, 95% CI)")
-    right.set_title("memory torsos on the partially observable envs")
+    right.set_title("share of the gap each torso recovers")
     right.grid(axis="x", alpha=0.3)
     figure.savefig(path, dpi=120)
 
 
 def plot_memory_length(results: Sequence[LengthResult], path: Path, threshold: float = 0.9) -> None:
     """Success against corridor length (log scale) per torso: mean over seeds, the seeds as dots."""
-    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
     axes = figure.subplots()
     for r in results:
         lengths = list(r.success)
@@ -480,7 +481,7 @@ def plot_memory_length(results: Sequence[LengthResult], path: Path, threshold: f
         for length, values in r.runs.items():
             axes.scatter([length] * len(values), values, color=line.get_color(), alpha=0.35, s=14)
     axes.axhline(threshold, color="0.3", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
-    axes.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance (0.5)")
+    axes.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance, in expectation (0.5)")
     axes.set_xscale("log")
     lengths = sorted({length for r in results for length in r.success})
     axes.set_xticks(lengths, [str(length) for length in lengths])
@@ -489,7 +490,7 @@ def plot_memory_length(results: Sequence[LengthResult], path: Path, threshold: f
     axes.set_ylabel("success rate (final evaluation)")
     axes.set_title("passive T-maze: how far back each memory recalls")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower left", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside: points reach every corner
     figure.savefig(path, dpi=120)
 
 
@@ -565,4 +566,8 @@ def write_diagnostics(
     report.text = "\n".join(sections)
     (out / "diagnostics.md").write_text("# Memory diagnostics\n\n" + report.text)
     report.files.insert(0, out / "diagnostics.md")
+    # every run read: the tables' input, from which they can be recomputed (write_diagnostics([scores.csv], ...))
+    report.files.append(_write_rows(out / "scores.csv", SCORE_COLUMNS, [
+        (env, policy, seed, repr(score)) for env, policies in scores.items() for policy, runs in policies.items()
+        for seed, score in runs.items()]))
     return report
