@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job in one command: install dream-rl in .venv (scripts/setup.sh), then train DREAM,
-# LSTM and GRU policies on a small memory task (configs/quickstart.yaml, 2 seeds each) and write
-# the comparison table and plot. About 4 minutes of training on 2 CPU cores.
+# LSTM and GRU policies on a small memory task (configs/quickstart.yaml, 8 seeds each) and write
+# the comparison table with 95% intervals and the plot. About 3 minutes of training on 2 CPU cores.
 #
 #   bash scripts/quickstart.sh                          # everything
 #   bash scripts/quickstart.sh suite                    # the 3-env suite instead (configs/suite_quick.yaml):
@@ -32,7 +32,9 @@ if [ "$config" = "suite_quick" ]; then
     echo "  <env>/comparison.md, .csv, learning_curves.png   per env"
     echo "  <env>/<policy>/seed_<k>/        tb/ (TensorBoard), checkpoints/, final_model.zip, config.yaml, eval.csv, run_info.json"
 else
-    echo "  comparison.md, comparison.csv   the table above"
+    echo "  comparison.md, comparison.csv   the tables above"
+    echo "  aggregate.md, aggregate.csv     IQM, median, mean with 95% CIs over seeds; probability of improvement over lstm"
+    echo "  scores.csv                      every run's final normalized score"
     echo "  learning_curves.png             normalized score vs env steps, mean and band over seeds"
     echo "  <policy>/seed_<k>/              tb/ (TensorBoard), checkpoints/, final_model.zip, config.yaml, eval.csv, run_info.json"
 fi
