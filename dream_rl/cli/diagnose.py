@@ -17,7 +17,8 @@ Observability gap: per env, the memoryless policy (--baseline, default mlp) scor
 its fully observable twin (dream_rl/<Name>FullObs-v0); the gap is twin minus env. Each other policy's
 score on the env gives the share of the gap it recovers (0: no better than no memory, 1: as good as
 being shown the hidden information), aggregated over envs (IQM and mean, stratified-bootstrap CIs).
-Envs whose gap is below --min-gap are left out of the shares. Runs: configs/diagnostics_gap.yaml.
+Envs whose gap is below --min-gap, or whose gap's 95% interval reaches 0, are left out of the shares.
+Runs: configs/diagnostics_gap.yaml.
 
 Memory length: on env labels <name>-L<length> (the passive T-maze at corridor lengths), the longest
 length each policy solves (success, mean over seeds, at least --threshold).
@@ -25,8 +26,8 @@ Runs: configs/diagnostics_memory_length.yaml.
 
 Each SOURCE is an experiment folder (<output_dir>/<name>/: every run evaluated so far), a folder
 holding the scores.csv that `dream-rl report` writes, or such a file; a run found in several sources
-keeps the first one's score. Writes diagnostics.md and, where the scores hold that diagnostic,
-gap.csv, recovered.csv, recovered_aggregate.csv, gap.png, memory_length.csv,
+keeps the first one's score. Writes diagnostics.md, scores.csv (every run read) and, where the scores
+hold that diagnostic, gap.csv, recovered.csv, recovered_aggregate.csv, gap.png, memory_length.csv,
 memory_length_summary.csv and memory_length.png into --out.
 """
 
