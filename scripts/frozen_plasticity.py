@@ -8,7 +8,7 @@ them costs return.
 
 Per run it prints and writes (CSV) the mean normalized score of each condition with a 95% bootstrap
 interval over episodes, and the paired difference (frozen - plastic) with its interval; a last row
-per env pools the runs (episodes resampled within each run).
+per env and policy pools its runs (episodes resampled within each run).
 
     python scripts/frozen_plasticity.py runs/ablations_quick/SwitchingBandit-v0/dream \\
         runs/ablations_quick/MetaBandit-v0/dream --episodes 200 --csv results/ablations_quick/frozen_plasticity.csv
@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in [d for path in args.dirs for d in find_run_dirs(path)]:
         plastic = evaluate(run_dir, args.episodes, args.seed, frozen=False, stochastic=args.stochastic)
         frozen = evaluate(run_dir, args.episodes, args.seed, frozen=True, stochastic=args.stochastic)
-        env = run_dir.parent.parent.name
-        pooled.setdefault(env, []).append((plastic, frozen))
-        rows.append(_row(env, run_dir.name, [plastic], [frozen], rng, args.stochastic))
+        env, policy = run_dir.parent.parent.name, run_dir.parent.name
+        pooled.setdefault((env, policy), []).append((plastic, frozen))
+        rows.append(_row(env, policy, run_dir.name, [plastic], [frozen], rng, args.stochastic))
         print(_line(rows[-1]), flush=True)
-    for env, pairs in pooled.items():
-        rows.append(_row(env, "pooled", [p for p, _ in pairs], [f for _, f in pairs], rng, args.stochastic))
+    for (env, policy), pairs in pooled.items():
+        rows.append(_row(env, policy, "pooled", [p for p, _ in pairs], [f for _, f in pairs], rng, args.stochastic))
         print(_line(rows[-1]), flush=True)
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
@@ -95,18 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(env: str, run: str, plastic: list[np.ndarray], frozen: list[np.ndarray], rng: np.random.Generator,
-         stochastic: bool) -> dict:
+def _row(env: str, policy: str, run: str, plastic: list[np.ndarray], frozen: list[np.ndarray],
+         rng: np.random.Generator, stochastic: bool) -> dict:
     p, f = interval(plastic, rng), interval(frozen, rng)
     d = interval([b - a for a, b in zip(plastic, frozen)], rng)  # paired: the same env seeds, episode by episode
-    return {"env": env, "run": run, "actions": "sampled" if stochastic else "greedy", "episodes": sum(len(g) for g in plastic),
+    return {"env": env, "policy": policy, "run": run, "actions": "sampled" if stochastic else "greedy",
+            "episodes": sum(len(g) for g in plastic),
             "plastic": p[0], "plastic_low": p[1], "plastic_high": p[2],
             "frozen": f[0], "frozen_low": f[1], "frozen_high": f[2],
             "frozen_minus_plastic": d[0], "diff_low": d[1], "diff_high": d[2]}
 
 
 def _line(row: dict) -> str:
-    return (f"{row['env']} {row['run']} ({row['actions']}): "
+    return (f"{row['env']} {row['policy']} {row['run']} ({row['actions']}): "
             f"plastic {row['plastic']:.3f} [{row['plastic_low']:.3f}, {row['plastic_high']:.3f}]"
             f"  frozen {row['frozen']:.3f} [{row['frozen_low']:.3f}, {row['frozen_high']:.3f}]"
             f"  frozen - plastic {row['frozen_minus_plastic']:+.3f} [{row['diff_low']:+.3f}, {row['diff_high']:+.3f}]"
