@@ -82,7 +82,7 @@ class DreamTorso(StackedTorso):
     # is the initial Hebbian rate eta (learned afterwards), which the fast-adaptation preset doubles.
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "ltc_tau_spread": {"type": "float", "low": 1.0, "high": 16.0, "log": True},
-        "ltc_tau_sys": {"type": "float", "low": 0.5, "high": 8.0, "log": True},
+        "ltc_tau_sys": {"type": "float", "low": 0.25, "high": 8.0, "log": True},
         "base_plasticity": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
     }
 
