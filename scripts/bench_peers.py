@@ -19,7 +19,8 @@ Contenders, each run in a fresh process, interleaved (for each round, n_envs and
   Adam (eps 1e-5) after global-norm clipping at 0.5; advantages normalised over the rollout. XLA is
   asked for one thread. Its compile time is measured apart and not counted in the training rate.
 * ``sequence``: dream-rl's default path, ``SequencePPO("MlpGruPolicy")`` on the batched VecEnv
-  (:mod:`dream_rl.envs.vector`).
+  (:mod:`dream_rl.envs.vector`); ``--grad-clip separate`` clips the critic's gradients apart (what
+  the 64-env setting needs to learn at all; the default ``joint`` is RecurrentPPO's).
 * ``recurrent``: sb3-contrib's ``RecurrentPPO("MlpGruPolicy")`` on SB3's ``DummyVecEnv`` (the path
   before).
 
@@ -118,7 +119,7 @@ def memorax_child(n_envs: int, seed: int, steps: int) -> dict[str, Any]:
                 compile_wall=compile_wall, eval_return=float(np.mean(returns)))
 
 
-def dream_child(kind: str, n_envs: int, seed: int, steps: int) -> dict[str, Any]:
+def dream_child(kind: str, n_envs: int, seed: int, steps: int, grad_clip: str = "joint") -> dict[str, Any]:
     """dream-rl's SequencePPO (batched env) or sb3-contrib's RecurrentPPO (DummyVecEnv)."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -133,15 +134,16 @@ def dream_child(kind: str, n_envs: int, seed: int, steps: int) -> dict[str, Any]
 
     torch.set_num_threads(1)
     env_id = "dream_rl/CartPoleNoVel-v0"
+    extra: dict[str, Any] = {}
     if kind == "sequence":
-        env, algo = make_batched_vec_env(env_id, n_envs, seed=seed), SequencePPO
+        env, algo, extra = make_batched_vec_env(env_id, n_envs, seed=seed), SequencePPO, {"grad_clip": grad_clip}
     else:
         env, algo = make_vec_env(env_id, n_envs=n_envs, seed=seed), RecurrentPPO
     model = algo(
         "MlpGruPolicy", env, n_steps=HYPER["n_steps"], batch_size=n_envs * HYPER["n_steps"] // HYPER["minibatches"],
         n_epochs=HYPER["epochs"], learning_rate=HYPER["lr"], gamma=HYPER["gamma"], gae_lambda=HYPER["gae_lambda"],
         clip_range=HYPER["clip"], ent_coef=HYPER["ent"], policy_kwargs=dict(lstm_hidden_size=HYPER["hidden"]),
-        seed=seed, device="cpu",
+        seed=seed, device="cpu", **extra,
     )  # fmt: skip
     steps = steps // (n_envs * HYPER["n_steps"]) * n_envs * HYPER["n_steps"]
     wall, cpu = time.perf_counter(), time.process_time()
@@ -166,9 +168,10 @@ def memorax_available(python: str) -> str | None:
     return None
 
 
-def run_child(python: str, kind: str, n_envs: int, seed: int, steps: int, timeout: float) -> dict[str, Any] | None:
+def run_child(python: str, kind: str, n_envs: int, seed: int, steps: int, timeout: float,
+              grad_clip: str = "joint") -> dict[str, Any] | None:
     cmd = [python, str(Path(__file__).resolve()), "--child", kind, "--n-envs", str(n_envs), "--seed", str(seed),
-           "--steps", str(steps)]
+           "--steps", str(steps), "--grad-clip", grad_clip]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     for line in reversed(proc.stdout.splitlines()):
@@ -209,6 +212,9 @@ def main() -> None:
                         help="an interpreter with memorax==1.0.1 and gymnax (default $MEMORAX_PYTHON or "
                         "/work/memorax-venv/bin/python); the Memorax runs are skipped without one")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
+    parser.add_argument("--grad-clip", choices=["joint", "separate"], default="joint",
+                        help="SequencePPO's gradient clipping (default joint, RecurrentPPO's; separate clips the "
+                        "critic apart, which the 64-env setting needs to learn: see dream_rl.sb3.ppo)")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's result to this file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -216,7 +222,7 @@ def main() -> None:
     if args.child:
         n_envs = int(args.n_envs)
         result = (memorax_child(n_envs, args.seed, args.steps) if args.child == "memorax"
-                  else dream_child(args.child, n_envs, args.seed, args.steps))
+                  else dream_child(args.child, n_envs, args.seed, args.steps, args.grad_clip))
         print(json.dumps(result))
         return
 
@@ -235,7 +241,8 @@ def main() -> None:
             contenders.remove("memorax")
 
     print(f"machine: {machine_line()}; load average before: {load_average()}", flush=True)
-    print(f"CartPole without velocities, GRU 64, n_steps 128, 4 minibatches, 4 epochs, lr 3e-4, {steps} steps; "
+    print(f"CartPole without velocities, GRU 64, n_steps 128, 4 minibatches, 4 epochs, lr 3e-4, {steps} steps, "
+          f"SequencePPO grad_clip={args.grad_clip}; "
           f"{rounds} round(s) x seeds {seeds} x n_envs {env_counts}, contenders interleaved", flush=True)
     results: list[dict[str, Any]] = []
     for round_index in range(rounds):
@@ -243,7 +250,7 @@ def main() -> None:
             for seed in seeds:
                 for kind in contenders:
                     python = args.memorax_python if kind == "memorax" else sys.executable
-                    result = run_child(python, kind, n_envs, seed, steps, args.timeout)
+                    result = run_child(python, kind, n_envs, seed, steps, args.timeout, args.grad_clip)
                     if result is None:
                         continue
                     result.update(kind=kind, n_envs=n_envs, seed=seed, round=round_index)
