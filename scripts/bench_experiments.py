@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dream_rl.experiments.config import validate_config  # noqa: E402
-from dream_rl.experiments.machine import describe_machine  # noqa: E402
 from dream_rl.experiments.launch import run_experiment  # noqa: E402
+from dream_rl.experiments.machine import describe_machine  # noqa: E402
 
 
 def comparison(output_dir: Path, timesteps: int) -> dict:
