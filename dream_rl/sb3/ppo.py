@@ -15,10 +15,10 @@ is how a rollout is collected and cut into minibatches:
 
 The name says what changes (the training sequences), not a speed claim. The loss, the advantage
 normalisation (per minibatch, as in SB3), the gradient clipping and the hyperparameter defaults are
-RecurrentPPO's; over 7 seeds (CartPole without velocities, GRU 64, 8 envs x 128 steps, 4 minibatches,
-4 epochs, 200k steps) the mean training return every 25k steps and the final deterministic return are
-the same as RecurrentPPO's (23, 33, 63, 134, 164, 211, 208, 259 and 341 against 23, 34, 63, 135, 173,
-200, 208, 236 and 336). Adam runs fused (``fused=True``: the same update without a Python loop over the
+RecurrentPPO's; over 8 seeds (CartPole without velocities, GRU 64, 8 envs x 128 steps, 4 minibatches,
+4 epochs, 200k steps) the mean training return of every 25k steps and the final deterministic return
+(20 episodes) are those of RecurrentPPO (23, 33, 62, 133, 167, 211, 205, 254 and 353 against 23, 33,
+61, 134, 174, 200, 207, 237 and 330; seed to seed the final return spreads from 160 to 490). Adam runs fused (``fused=True``: the same update without a Python loop over the
 parameter tensors) unless ``optimizer_kwargs`` choose ``fused`` or ``foreach``.
 
 **Few updates with many envs, and ``grad_clip``.** RecurrentPPO clips one gradient norm over all
@@ -31,8 +31,8 @@ seeds 0-2, RecurrentPPO and this class alike). ``grad_clip="separate"`` clips th
 parameters (its memory, MLP and value head) apart from the rest, as Memorax clips its separate actor
 and critic: 234-383 there (the actor-critic coupling, not the number of updates: without clipping
 306-403, with Adam's ``eps=1e-8`` 300-355, with the advantages normalised over the whole rollout still
-26-27). At 8 envs it learns faster early (a mean training return of 111 against 34 at 25-50k steps,
-224 against 63 at 50-75k) but levels off near 230 (final deterministic return 263 against 336, 7
+26-27). At 8 envs it learns faster early (a mean training return of 109 against 33 at 25-50k steps,
+219 against 61 at 50-75k) but levels off near 230 (final deterministic return 271 against 330, 8
 seeds), so it is an option, not the default.
 
 With dream-rl's policies (:class:`RecurrentTorsoPolicy`) the fast runner is used; any other
