@@ -14,7 +14,7 @@ Recurrence: the window shifts by one step, ``w_t = [w_{t-1}[1:], x_t]``. The fla
 inputs of the last ``k - 1`` steps, oldest first: all zeros at an episode start (an empty window, as
 POPGym's zero padding), so zeros are the initial state and a reset is exact. The memory reaches
 ``k - 1`` steps back and no further: a cue seen ``k`` or more steps before it is needed is lost
-(``tests/test_torso_memoryless.py`` checks both sides of that edge on the T-maze).
+(``tests/torsos/test_memoryless.py`` checks both sides of that edge on the T-maze).
 
 Defaults: ``k = 4``, POPGym's ``stack_size`` and the usual ``VecFrameStack(n_stack=4)`` of SB3 users
 (the Atari convention of Mnih et al.). ``num_layers`` repeats the two-layer block after the stack

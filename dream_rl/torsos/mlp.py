@@ -7,7 +7,7 @@ Each step's output depends on that step's features only::
     y_t = LeakyReLU(W_2 LeakyReLU(W_1 x_t + b_1) + b_2)        W_1 (H, input_size), W_2 (H, H)
 
 Recurrence: none; a sequence call is the step calls side by side. On a task that needs memory (the
-T-maze's cue) the policy stays at chance; ``tests/test_torso_memoryless.py`` checks it.
+T-maze's cue) the policy stays at chance; ``tests/torsos/test_memoryless.py`` checks it.
 
 Defaults: POPGym's two layers with LeakyReLU (slope 0.01); torch's default ``nn.Linear``
 initialisation. ``num_layers`` repeats the two-layer block (1 = POPGym's model), with ``dropout``
@@ -22,7 +22,7 @@ default is kept here, as in the other torsos.
 
 State size: 1, a placeholder that holds zero from the initial state on (it passes through unchanged and
 a reset zeroes it). The model needs none; RecurrentPPO would take a state of size 0, but the torso
-contract (``tests/test_torso_contract.py``) writes into a state's first entry, so every torso has one.
+contract (``tests/torsos/test_contract.py``) writes into a state's first entry, so every torso has one.
 """
 
 from __future__ import annotations

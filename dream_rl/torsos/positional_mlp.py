@@ -13,7 +13,7 @@ Recurrence: ``p_t = p_{t-1} + 1``, and 0 at an episode start. The flat state is 
 next step, a float: 0 (the initial state) at the first step of an episode, so zeros are the initial
 state and a reset is exact. Counts stay exact integers up to 2^24 steps in float32. Knowing the step
 is not remembering what was seen: on the T-maze the policy stays at chance like ``mlp``
-(``tests/test_torso_memoryless.py``).
+(``tests/torsos/test_memoryless.py``).
 
 Defaults: ``max_len=1024`` (POPGym builds its table for ``max_seq_len``, the 1024-step BPTT cut-off of
 its PPO runs; the periods run from 2π steps up to nearly 2π·max_len, POPGym's ``log(max_len)`` in place

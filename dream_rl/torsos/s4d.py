@@ -12,7 +12,7 @@ with a learned timescale ``Δ_h`` per channel::
     y_{t,h} = 2·Re(Σ_n C_hn s_{t,hn}) + D_h u_{t,h}
     out_t = GLU(W_o GELU(y_t) + b_o)                      S4's block: GELU, then a linear map with a GLU
 
-This is what separates S4D from the zoo's other diagonal SSMs (see ``tests/test_torso_s4d.py``): in
+This is what separates S4D from the zoo's other diagonal SSMs (see ``tests/torsos/test_s4d.py``): in
 ``s5`` one state of ``P`` modes is shared by all channels (``B̃ ∈ C^{P×I}`` mixes every input channel into
 every mode, ``C̃ ∈ C^{H×P}`` reads every mode into every output; ``Δ`` is per mode) and its modes start
 at HiPPO-N's eigenvalues; ``lru`` has no continuous-time system, no ``Δ`` and no discretisation (it

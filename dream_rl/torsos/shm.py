@@ -44,7 +44,7 @@ again and can grow the memory exponentially; the hash's period ``P = 2^24`` step
 exact up to there) is longer than any episode. What remains is the paper's own behaviour: with
 ``E[C] = 1`` and no forgetting bias, writes accumulate, so the memory's size grows with the episode's
 length (about 10-40 at step 1000 and hundreds to a few thousand at step 10^5 at width 64, default
-initialisation; measured in ``tests/test_torso_long_sequences.py``), never exponentially. A float16 or
+initialisation; measured in ``tests/torsos/test_long_sequences.py``), never exponentially. A float16 or
 bfloat16 state keeps ``τ`` exact only to 2^11 or 2^8 steps, so the period shrinks to that there.
 
 The convolution over the last 4 steps (:class:`~dream_rl.torsos.scan.CausalConv`) and the skip

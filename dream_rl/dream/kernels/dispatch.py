@@ -1,7 +1,7 @@
 """Fast whole-sequence DREAM kernels behind :meth:`DREAMCell.run_time_major`.
 
 :meth:`DREAMCell.step` is the reference; everything here computes the same function (outputs,
-final state and gradients, allclose in float64: ``tests/test_fast_path.py``) faster:
+final state and gradients, allclose in float64: ``tests/kernels/test_dream_kernels.py``) faster:
 
 - what depends on the input only (``B x + b``, ``Vᵀ x``) is computed apart from the recurrence
   (the pure-PyTorch kernel: one matrix product for the whole sequence), ``R h`` and ``C h`` share
