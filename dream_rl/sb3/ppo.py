@@ -18,8 +18,9 @@ normalisation (per minibatch, as in SB3), the gradient clipping and the hyperpar
 RecurrentPPO's; over 8 seeds (CartPole without velocities, GRU 64, 8 envs x 128 steps, 4 minibatches,
 4 epochs, 200k steps) the mean training return of every 25k steps and the final deterministic return
 (20 episodes) are those of RecurrentPPO (23, 33, 62, 133, 167, 211, 205, 254 and 353 against 23, 33,
-61, 134, 174, 200, 207, 237 and 330; seed to seed the final return spreads from 160 to 490). Adam runs fused (``fused=True``: the same update without a Python loop over the
-parameter tensors) unless ``optimizer_kwargs`` choose ``fused`` or ``foreach``.
+61, 134, 174, 200, 207, 237 and 330; seed to seed the final return spreads from 160 to 490). Adam runs
+fused (``fused=True``: the same update without a Python loop over the parameter tensors) unless
+``optimizer_kwargs`` choose ``fused`` or ``foreach``.
 
 **Few updates with many envs, and ``grad_clip``.** RecurrentPPO clips one gradient norm over all
 parameters (``grad_clip="joint"``, the default here too). The value loss's gradient dominates that
