@@ -11,7 +11,7 @@ Two wrappers do the work and can be put around any ``Box``-observation env:
 
 The factory functions below build the registered suite entries. They construct the gymnasium
 classic-control env classes directly (not through ``gymnasium.make``) so that the time limit comes
-from *our* registration only, without a second ``TimeLimit`` or env checker buried inside, and wrap
+from the ``dream_rl/`` registration only, without a second ``TimeLimit`` or env checker buried inside, and wrap
 them in :class:`~dream_rl.envs._common.EndOfEpisodeGuard`: a step after ``terminated=True`` warns
 once and pays 0 in every task (gymnasium's MountainCar would charge -1 again and Acrobot could
 un-terminate).

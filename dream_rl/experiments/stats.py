@@ -19,9 +19,9 @@ computes, from the normalized scores of every (seed, env) run of each policy:
 
 The statistics follow the definitions of the paper's library ``rliable`` (``aggregate_iqm`` is
 ``scipy.stats.trim_mean(scores, 0.25)`` over all runs, ``aggregate_median`` the median over envs of
-the per-env means). We compute them here in vectorised numpy: rliable 1.2 depends on ``arch``,
+the per-env means). They are computed here in vectorised numpy: rliable 1.2 depends on ``arch``,
 which fails to import with pandas 3, and its bootstrap loops in Python. ``tests/experiments/test_stats.py``
-checks our numbers against rliable's.
+checks these numbers against rliable's.
 
 Array shapes: ``scores[policy]`` is ``(n_seeds, n_envs)``; every policy has the same ``n_envs`` (in
 the same order) and may have its own ``n_seeds``.
