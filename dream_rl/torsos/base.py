@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from dream_rl.errors import TorsoError
 
 __all__ = [
-    "RecurrentTorso", "StackedTorso", "reset_where", "check_size", "dtype_method", "LEARNING_RATE_SCALE_SPACE",
+    "RecurrentTorso", "StackedTorso", "reset_where", "check_dropout", "check_size", "dtype_method",
+    "LEARNING_RATE_SCALE_SPACE",
 ]
 
 # The sizes every torso constructor takes, checked once for all of them (RecurrentTorso.__init_subclass__).
@@ -51,6 +52,14 @@ def dtype_method(dtype: torch.dtype) -> str:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def check_dropout(torso: str, value: Any) -> float:
+    """``value`` as a float if it is a real number in [0, 1) (not a bool), else a :class:`TorsoError`
+    naming ``torso``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        raise TorsoError(f"{torso}: dropout must be in [0, 1), got {value!r}")
+    return float(value)
 
 
 def check_size(torso: str, name: str, value: Any) -> int:
@@ -244,12 +253,11 @@ class StackedTorso(RecurrentTorso):
     ) -> None:
         """``make_layer(width)`` builds one layer over ``width`` input features."""
         super().__init__()
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout!r}")
+        dropout = check_dropout(type(self).__name__, dropout)
         self.input_size, self.output_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.layers = nn.ModuleList(make_layer(width) for width in widths)
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.layer_sizes = [layer.state_size for layer in self.layers]
         self.state_size = sum(self.layer_sizes)
 

@@ -39,9 +39,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from dream_rl.errors import TorsoError
 from dream_rl.torsos._popgym import causal_window, popgym_core, reject_unknown_options
-from dream_rl.torsos.base import RecurrentTorso, check_size
+from dream_rl.torsos.base import RecurrentTorso, check_dropout, check_size
 
 __all__ = ["FramestackTorso"]
 
@@ -68,8 +67,7 @@ class FramestackTorso(RecurrentTorso):
         reject_unknown_options("framestack", unknown, ["k", "dropout"])
         self.num_layers = int(num_layers)  # a positive int: RecurrentTorso checks the sizes
         self.k = check_size("framestack torso", "k", k)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"framestack torso: dropout must be in [0, 1), got {dropout}")
+        dropout = check_dropout("framestack torso", dropout)
         self.input_size, self.output_size, self.dropout = int(input_size), int(hidden_size), float(dropout)
         self.code_size = math.ceil(self.output_size / self.k)
         self.compress = nn.Linear(self.input_size, self.code_size)  # shared by every frame of the window

@@ -31,9 +31,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from dream_rl.errors import TorsoError
 from dream_rl.torsos._popgym import popgym_core, reject_unknown_options
-from dream_rl.torsos.base import RecurrentTorso, reset_where
+from dream_rl.torsos.base import RecurrentTorso, check_dropout, reset_where
 
 __all__ = ["MlpTorso"]
 
@@ -51,8 +50,7 @@ class MlpTorso(RecurrentTorso):
         super().__init__()
         reject_unknown_options("mlp", unknown, ["dropout"])
         self.num_layers = int(num_layers)  # a positive int: RecurrentTorso checks the sizes
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"mlp torso: dropout must be in [0, 1), got {dropout}")
+        dropout = check_dropout("mlp torso", dropout)
         self.input_size, self.output_size, self.dropout = int(input_size), int(hidden_size), float(dropout)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.blocks = nn.ModuleList(popgym_core(width, self.output_size) for width in widths)

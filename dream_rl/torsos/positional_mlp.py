@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from dream_rl.errors import TorsoError
 from dream_rl.torsos._popgym import popgym_core, reject_unknown_options
-from dream_rl.torsos.base import RecurrentTorso
+from dream_rl.torsos.base import RecurrentTorso, check_dropout
 
 __all__ = ["PositionalMlpTorso", "sinusoidal_encoding"]
 
@@ -83,8 +83,7 @@ class PositionalMlpTorso(RecurrentTorso):
             raise TorsoError(
                 f"positional_mlp torso: max_len (the encoding's period scale, in steps) must be > 1, got {max_len}"
             )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"positional_mlp torso: dropout must be in [0, 1), got {dropout}")
+        dropout = check_dropout("positional_mlp torso", dropout)
         self.input_size, self.output_size = int(input_size), int(hidden_size)
         self.max_len, self.dropout = float(max_len), float(dropout)
         self.feature_map = nn.Linear(self.input_size, self.output_size)

@@ -39,9 +39,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dream_rl.errors import TorsoError
 from dream_rl.torsos._popgym import causal_window, reject_unknown_options
-from dream_rl.torsos.base import RecurrentTorso, check_size
+from dream_rl.torsos.base import RecurrentTorso, check_dropout, check_size
 
 __all__ = ["TcnTorso", "CausalConvLayer"]
 
@@ -86,8 +85,7 @@ class TcnTorso(RecurrentTorso):
         reject_unknown_options("tcn", unknown, ["k", "dropout"])
         self.num_layers = int(num_layers)  # a positive int: RecurrentTorso checks the sizes
         self.k = check_size("tcn torso", "k", k)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TorsoError(f"tcn torso: dropout must be in [0, 1), got {dropout}")
+        dropout = check_dropout("tcn torso", dropout)
         self.input_size, self.output_size, self.dropout = int(input_size), int(hidden_size), float(dropout)
         widths = [self.input_size] + [self.output_size] * (self.num_layers - 1)
         self.layers = nn.ModuleList(
