@@ -41,7 +41,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,20 +171,9 @@ def _array(runs: Mapping[int, float]) -> np.ndarray:
     return np.array([runs[seed] for seed in sorted(runs)], dtype=float)
 
 
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def _resampled_means(values: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
     """``(reps,)`` means of ``values`` resampled with replacement (its seeds: one stratum)."""
     return values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
-
-
-def _rng(seed: int, *names: str) -> np.random.Generator:
-    """A generator per (policy, env), so that one interval does not depend on which others are computed."""
-    return np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in names)])
 
 
 @dataclass(frozen=True)
@@ -227,13 +215,13 @@ def observability_gaps(
         if env.removesuffix("-v0").endswith(TWIN_SUFFIX) or not pomdp_runs or not twin_runs:
             continue
         twin_values, pomdp_values = _array(twin_runs), _array(pomdp_runs)
-        twin_reps = _resampled_means(twin_values, reps, _rng(seed, baseline, twin))
-        pomdp_reps = _resampled_means(pomdp_values, reps, _rng(seed, baseline, env))
+        twin_reps = _resampled_means(twin_values, reps, stats.named_rng(seed, baseline, twin))
+        pomdp_reps = _resampled_means(pomdp_values, reps, stats.named_rng(seed, baseline, env))
         gaps.append(EnvGap(
             env=env, twin=twin,
-            twin_score=float(twin_values.mean()), twin_ci=_interval(twin_reps, confidence),
-            pomdp_score=float(pomdp_values.mean()), pomdp_ci=_interval(pomdp_reps, confidence),
-            gap=float(twin_values.mean() - pomdp_values.mean()), gap_ci=_interval(twin_reps - pomdp_reps, confidence),
+            twin_score=float(twin_values.mean()), twin_ci=stats.percentile_interval(twin_reps, confidence),
+            pomdp_score=float(pomdp_values.mean()), pomdp_ci=stats.percentile_interval(pomdp_reps, confidence),
+            gap=float(twin_values.mean() - pomdp_values.mean()), gap_ci=stats.percentile_interval(twin_reps - pomdp_reps, confidence),
             twin_seeds=len(twin_values), pomdp_seeds=len(pomdp_values), twin_reps=twin_reps, pomdp_reps=pomdp_reps,
         ))
     return gaps
@@ -292,7 +280,7 @@ def recovered_shares(
             per_env[g.env], seeds[g.env] = float(share.mean()), len(values)
             per_run.append(share)
             reps = len(g.twin_reps)
-            resampled = values[_rng(seed, policy, g.env).integers(0, len(values), size=(reps, len(values)))]
+            resampled = values[stats.named_rng(seed, policy, g.env).integers(0, len(values), size=(reps, len(values)))]
             denominator = np.maximum(g.twin_reps - g.pomdp_reps, min_gap)[:, None]
             replicate_shares = (resampled - g.pomdp_reps[:, None]) / denominator  # (reps, seeds of this env)
             per_run_reps.append(replicate_shares)
@@ -302,8 +290,8 @@ def recovered_shares(
         env_mean_reps = np.stack(per_env_reps, axis=1).mean(axis=1)
         results.append(RecoveredShare(
             policy=policy, per_env=per_env, seeds=seeds,
-            iqm=float(stats.iqm(runs[:, None])), iqm_ci=_interval(stats.iqm(run_reps[..., None]), confidence),
-            mean=float(np.mean(list(per_env.values()))), mean_ci=_interval(env_mean_reps, confidence),
+            iqm=float(stats.iqm(runs[:, None])), iqm_ci=stats.percentile_interval(stats.iqm(run_reps[..., None]), confidence),
+            mean=float(np.mean(list(per_env.values()))), mean_ci=stats.percentile_interval(env_mean_reps, confidence),
         ))
     return results
 

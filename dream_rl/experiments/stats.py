@@ -46,6 +46,8 @@ __all__ = [
     "format_per_env_markdown",
     "iqm",
     "min_max_normalize",
+    "named_rng",
+    "percentile_interval",
     "performance_profile",
     "plot_performance_profiles",
     "probability_of_improvement",
@@ -144,15 +146,16 @@ def stratified_bootstrap(
     return np.concatenate(values)
 
 
-def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap ``values``: their (1-c)/2 and (1+c)/2 percentiles."""
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def _policy_rng(seed: int, *names: str) -> np.random.Generator:
-    """A generator per policy (and pair), so that a policy's intervals do not depend on which
-    other policies are aggregated with it or in which order."""
+def named_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator per ``names`` (a policy, a pair, a policy and env), so that one interval does not
+    depend on which others are computed with it or in which order."""
     return np.random.default_rng([seed, *(zlib.crc32(name.encode()) for name in names)])
 
 
@@ -208,18 +211,18 @@ def aggregate_scores(
 
     results = []
     for policy, array in arrays.items():
-        rng = _policy_rng(seed, policy)
+        rng = named_rng(seed, policy)
         # One set of replicates for the three point statistics (as rliable's joint estimate).
         joint = stratified_bootstrap(
             lambda s: np.stack([iqm(s), _mean(s), _median_of_env_means(s)], axis=-1), (array,), reps, rng
         )
-        iqm_ci, mean_ci, median_ci = (_percentile_interval(joint[:, k], confidence) for k in range(3))
+        iqm_ci, mean_ci, median_ci = (percentile_interval(joint[:, k], confidence) for k in range(3))
         improvement = improvement_ci = None
         if baseline is not None and policy != baseline:
             other = arrays[baseline]
             improvement = float(probability_of_improvement(array, other))
-            values = stratified_bootstrap(probability_of_improvement, (array, other), reps, _policy_rng(seed, policy, baseline))
-            improvement_ci = _percentile_interval(values, confidence)
+            values = stratified_bootstrap(probability_of_improvement, (array, other), reps, named_rng(seed, policy, baseline))
+            improvement_ci = percentile_interval(values, confidence)
         results.append(
             PolicyAggregate(
                 policy=policy,
