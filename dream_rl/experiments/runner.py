@@ -37,7 +37,6 @@ import contextlib
 import platform
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecChec
 
 import dream_rl
 from dream_rl import TorsoInternalsCallback
+from dream_rl._deprecation import moved_names
 from dream_rl.dream.plasticity import frozen_plasticity
 from dream_rl.envs.wrappers import check_registered_id
 from dream_rl.errors import EnvError, first_line
@@ -114,16 +114,7 @@ EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training 
 # Names that moved to .launch (running a whole experiment is not one run's business), importable from
 # here for existing code: resolved on first access, so that this module does not import the launcher.
 _MOVED_TO_LAUNCH = ("check_experiment_folder", "prepare_experiment", "run_experiment")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_LAUNCH:
-        warnings.warn(f"dream_rl.experiments.runner.{name} moved to dream_rl.experiments.launch; import it from there",
-                      DeprecationWarning, stacklevel=2)
-        from dream_rl.experiments import launch  # deprecated path only: launch imports this module
-
-        return getattr(launch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED_TO_LAUNCH, "dream_rl.experiments.launch")
 
 
 # --------------------------------------------------------------------------------------------

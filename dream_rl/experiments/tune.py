@@ -46,7 +46,6 @@ import json
 import math
 import re
 import shutil
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dream_rl._deprecation import moved_names
 from dream_rl.errors import first_line
 from dream_rl.experiments.callbacks import normalizer
 from dream_rl.experiments.config import ConfigError, apply_overrides, read_yaml, validate_config
@@ -101,14 +101,7 @@ TRIALS_COLUMNS = ("number", "state", "value", "duration_s", "params")
 _MOVED_TO_CLI = ("add_tune_command", "cmd_tune")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CLI:
-        warnings.warn(f"dream_rl.experiments.tune.{name} moved to dream_rl.cli.tune; import it from there",
-                      DeprecationWarning, stacklevel=2)
-        from dream_rl.cli import tune as cli_tune  # deprecated path only
-
-        return getattr(cli_tune, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED_TO_CLI, "dream_rl.cli.tune")
 
 
 @dataclass(frozen=True)
